@@ -1,0 +1,7 @@
+//! Reusable pieces of the UI.
+
+pub mod live;
+pub mod readiness;
+pub mod shell;
+pub mod status;
+pub mod theme;

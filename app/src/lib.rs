@@ -1,0 +1,58 @@
+//! opsdeck's user interface: the app shell, its pages and components, the model types the
+//! browser and the server share, and the server functions the pages call.
+//!
+//! Compiled twice: with `ssr` into the server (rendering and server functions) and with
+//! `hydrate` into the wasm bundle. Server functions are thin adapters over [`backend::Backend`],
+//! which the server implements and provides as context; no SQL or HTTP client lives here.
+
+pub mod api;
+pub mod backend;
+pub mod components;
+pub mod model;
+pub mod pages;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    StaticSegment,
+    components::{Route, Router, Routes},
+};
+
+use crate::components::shell::Shell;
+use crate::pages::{not_found::NotFound, overview::OverviewPage};
+
+/// The HTML document around the app: rendered once per request on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="dark light" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The root component: stylesheet, router and the shell every page sits in.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="opsdeck" href="/pkg/opsdeck.css" />
+        <Title formatter=|page: String| format!("{page} · opsdeck") />
+        <Router>
+            <Shell>
+                <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=OverviewPage />
+                </Routes>
+            </Shell>
+        </Router>
+    }
+}

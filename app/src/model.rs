@@ -1,0 +1,75 @@
+//! Types shared by the server (JSON API, server functions) and the browser.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A backing store opsdeck depends on to be ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dependency {
+    Postgres,
+    Influxdb,
+}
+
+impl Dependency {
+    /// The name people know the store by.
+    pub fn label(self) -> &'static str {
+        match self {
+            Dependency::Postgres => "PostgreSQL",
+            Dependency::Influxdb => "InfluxDB",
+        }
+    }
+}
+
+/// The outcome of checking one dependency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DependencyCheck {
+    pub dependency: Dependency,
+    pub ok: bool,
+    /// How long the check took, in milliseconds.
+    pub latency_ms: f64,
+    /// What went wrong, in the words of the failing component, when `ok` is false.
+    pub error: Option<String>,
+}
+
+/// Whether opsdeck can serve: every dependency checked at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub checked_at: DateTime<Utc>,
+    pub checks: Vec<DependencyCheck>,
+}
+
+impl Readiness {
+    /// Builds a readiness report; ready only if every check passed.
+    pub fn from_checks(checked_at: DateTime<Utc>, checks: Vec<DependencyCheck>) -> Self {
+        let ready = checks.iter().all(|c| c.ok);
+        Self { ready, checked_at, checks }
+    }
+
+    /// The dependencies that failed, for messages such as "InfluxDB unavailable".
+    pub fn failing(&self) -> impl Iterator<Item = &DependencyCheck> {
+        self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(dependency: Dependency, ok: bool) -> DependencyCheck {
+        DependencyCheck { dependency, ok, latency_ms: 1.0, error: (!ok).then(|| "down".into()) }
+    }
+
+    #[test]
+    fn readiness_is_ready_only_when_every_check_passes() {
+        let now = Utc::now();
+        let all_ok =
+            Readiness::from_checks(now, vec![check(Dependency::Postgres, true), check(Dependency::Influxdb, true)]);
+        assert!(all_ok.ready);
+        let one_down =
+            Readiness::from_checks(now, vec![check(Dependency::Postgres, true), check(Dependency::Influxdb, false)]);
+        assert!(!one_down.ready);
+        assert_eq!(one_down.failing().map(|c| c.dependency).collect::<Vec<_>>(), vec![Dependency::Influxdb]);
+    }
+}

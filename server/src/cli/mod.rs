@@ -1,0 +1,206 @@
+//! The command line and the typed configuration it produces. Every setting is a flag with an
+//! environment variable and a default that works on a developer machine; a bad value stops the
+//! program at start with a message that names the setting and what it expects.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::db::DatabaseUrl;
+use crate::influx::{InfluxApi, InfluxConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "opsdeck", version, about = "Operations dashboard and release control plane")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format: `json` for machines, `pretty` for people, `auto` picks json unless stdout is a terminal.
+    #[arg(long, env = "OPSDECK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard, the JSON API and the background workers.
+    Serve(ServeSettings),
+    /// Apply the database migrations and exit.
+    Migrate(DatabaseSettings),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+/// Everything `opsdeck serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub influx: InfluxSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpSettings {
+    /// Address to listen on (host:port); port 0 picks a free port.
+    #[arg(long = "listen", env = "OPSDECK_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Folder with the built browser bundle (`pkg/opsdeck.js`, `.wasm`, `.css`), made by `cargo xtask site`.
+    #[arg(long = "site-root", env = "OPSDECK_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// A request that takes longer than this is answered 408 (e.g. `30s`, `2m`).
+    #[arg(long = "request-timeout", env = "OPSDECK_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long = "body-limit", env = "OPSDECK_BODY_LIMIT", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub body_limit: u64,
+
+    /// How long shutdown waits for in-flight requests before giving up.
+    #[arg(long = "shutdown-grace", env = "OPSDECK_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "PostgreSQL")]
+pub struct DatabaseSettings {
+    /// PostgreSQL connection URL (postgres://user:password@host:port/database).
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/opsdeck"
+    )]
+    pub url: DatabaseUrl,
+
+    /// Most connections opsdeck opens to PostgreSQL at once.
+    #[arg(long = "database-max-connections", env = "OPSDECK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_connections: u32,
+
+    /// How long to wait for a free connection (and for PostgreSQL at start) before failing.
+    #[arg(long = "database-timeout", env = "OPSDECK_DATABASE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "InfluxDB")]
+pub struct InfluxSettings {
+    /// InfluxDB base URL (http or https).
+    #[arg(id = "influx_url", long = "influx-url", env = "OPSDECK_INFLUX_URL", default_value = "http://127.0.0.1:8086", value_parser = parse_http_url)]
+    pub url: url::Url,
+
+    /// Which write API to use: v1 (`/write`, InfluxDB 1.x) or v2 (`/api/v2/write`, InfluxDB 2.x and 3.x).
+    #[arg(long = "influx-api", env = "OPSDECK_INFLUX_API", value_enum, default_value_t = InfluxApi::V1)]
+    pub api: InfluxApi,
+
+    /// Database (v1) or bucket (v2) that metrics go to.
+    #[arg(
+        id = "influx_database",
+        long = "influx-database",
+        env = "OPSDECK_INFLUX_DATABASE",
+        default_value = "opsdeck"
+    )]
+    pub database: String,
+
+    /// Organisation (v2 only; InfluxDB 3 ignores it).
+    #[arg(long = "influx-org", env = "OPSDECK_INFLUX_ORG")]
+    pub org: Option<String>,
+
+    /// API token (v2: sent as `Authorization: Token …`; required there).
+    #[arg(long = "influx-token", env = "OPSDECK_INFLUX_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// User name for v1 authentication, if it is switched on.
+    #[arg(long = "influx-username", env = "OPSDECK_INFLUX_USERNAME")]
+    pub username: Option<String>,
+
+    /// Password for v1 authentication.
+    #[arg(long = "influx-password", env = "OPSDECK_INFLUX_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Timeout for each InfluxDB request.
+    #[arg(id = "influx_timeout", long = "influx-timeout", env = "OPSDECK_INFLUX_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Most points sent in one write request.
+    #[arg(long = "influx-batch-size", env = "OPSDECK_INFLUX_BATCH_SIZE", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+}
+
+impl InfluxSettings {
+    /// Checks the settings that depend on each other and builds the client configuration.
+    pub fn to_config(&self) -> Result<InfluxConfig, SettingsError> {
+        if self.database.trim().is_empty() {
+            return Err(SettingsError::new(
+                "--influx-database (OPSDECK_INFLUX_DATABASE)",
+                "a database or bucket name, not an empty string",
+            ));
+        }
+        let auth = match self.api {
+            InfluxApi::V2 => {
+                let token = self.token.clone().filter(|t| !t.is_empty()).ok_or_else(|| {
+                    SettingsError::new(
+                        "--influx-token (OPSDECK_INFLUX_TOKEN)",
+                        "an API token: the v2 API (--influx-api=v2) always needs one",
+                    )
+                })?;
+                crate::influx::InfluxAuth::Token(token)
+            }
+            InfluxApi::V1 => match (&self.username, &self.password) {
+                (Some(user), Some(password)) => {
+                    crate::influx::InfluxAuth::Basic { username: user.clone(), password: password.clone() }
+                }
+                (None, None) => crate::influx::InfluxAuth::None,
+                _ => {
+                    return Err(SettingsError::new(
+                        "--influx-username/--influx-password (OPSDECK_INFLUX_USERNAME/OPSDECK_INFLUX_PASSWORD)",
+                        "both or neither",
+                    ));
+                }
+            },
+        };
+        Ok(InfluxConfig {
+            url: self.url.clone(),
+            api: self.api,
+            database: self.database.clone(),
+            org: self.org.clone(),
+            auth,
+            timeout: self.timeout,
+            batch_size: self.batch_size as usize,
+        })
+    }
+}
+
+/// A setting whose value doesn't fit: names the setting and what it expects.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: expected {expected}")]
+pub struct SettingsError {
+    pub setting: &'static str,
+    pub expected: &'static str,
+}
+
+impl SettingsError {
+    fn new(setting: &'static str, expected: &'static str) -> Self {
+        Self { setting, expected }
+    }
+}
+
+fn parse_http_url(value: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(value).map_err(|e| format!("a URL such as http://127.0.0.1:8086 ({e})"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!("an http:// or https:// URL, not {other}://")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

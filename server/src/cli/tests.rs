@@ -1,0 +1,93 @@
+//! Parsing the command line: flags win, bad values name the setting.
+
+use clap::Parser;
+
+use super::{Cli, Command, ServeSettings};
+use crate::influx::{InfluxApi, InfluxAuth};
+
+fn serve(args: &[&str]) -> Result<ServeSettings, String> {
+    let argv = ["opsdeck", "serve"].iter().chain(args.iter());
+    match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
+        Command::Serve(settings) => Ok(settings),
+        Command::Migrate(_) => unreachable!("asked for serve"),
+    }
+}
+
+#[test]
+fn the_command_line_definition_is_consistent() {
+    use clap::CommandFactory;
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn flags_become_typed_settings() {
+    let settings = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--request-timeout",
+        "2m",
+        "--database-url",
+        "postgres://app:secret@db.internal:6543/ops",
+        "--influx-url",
+        "https://influx.example:8086",
+        "--influx-api",
+        "v2",
+        "--influx-token",
+        "t0ken",
+        "--influx-database",
+        "metrics",
+    ])
+    .expect("valid flags parse");
+    assert_eq!(settings.http.listen.port(), 0);
+    assert_eq!(settings.http.request_timeout, std::time::Duration::from_secs(120));
+    assert_eq!(settings.influx.api, InfluxApi::V2);
+    let config = settings.influx.to_config().expect("v2 with a token is complete");
+    assert_eq!(config.auth, InfluxAuth::Token("t0ken".into()));
+    assert_eq!(config.database, "metrics");
+}
+
+#[test]
+fn database_password_never_appears_in_debug_output() {
+    let settings = serve(&["--database-url", "postgres://app:hunter2@db:5432/ops"]).expect("valid url");
+    let printed = format!("{settings:?} {}", settings.database.url);
+    assert!(!printed.contains("hunter2"), "password leaked: {printed}");
+    assert!(printed.contains("db:5432/ops"), "the rest of the URL stays readable: {printed}");
+}
+
+#[test]
+fn a_bad_listen_address_names_the_setting() {
+    let error = serve(&["--listen", "localhost"]).expect_err("not host:port");
+    assert!(error.contains("--listen"), "{error}");
+}
+
+#[test]
+fn a_non_http_influx_url_is_refused_with_what_is_expected() {
+    let error = serve(&["--influx-url", "ftp://influx:8086"]).expect_err("wrong scheme");
+    assert!(error.contains("--influx-url") && error.contains("http://"), "{error}");
+}
+
+#[test]
+fn a_database_url_that_is_not_postgres_is_refused() {
+    let error = serve(&["--database-url", "mysql://root@localhost/ops"]).expect_err("not postgres");
+    assert!(error.contains("--database-url"), "{error}");
+}
+
+#[test]
+fn v2_without_a_token_fails_naming_the_token_setting() {
+    let settings = serve(&["--influx-api", "v2"]).expect("parses; the rule spans two settings");
+    let error = settings.influx.to_config().expect_err("v2 needs a token").to_string();
+    assert!(error.contains("OPSDECK_INFLUX_TOKEN"), "{error}");
+}
+
+#[test]
+fn a_v1_user_without_a_password_is_refused() {
+    let settings = serve(&["--influx-username", "ops"]).expect("parses");
+    let error = settings.influx.to_config().expect_err("half a credential").to_string();
+    assert!(error.contains("--influx-password"), "{error}");
+}
+
+#[test]
+fn a_zero_body_limit_is_refused() {
+    let error = serve(&["--body-limit", "0"]).expect_err("too small");
+    assert!(error.contains("--body-limit"), "{error}");
+}

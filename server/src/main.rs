@@ -1,0 +1,24 @@
+//! The `opsdeck` command: parse the command line, start telemetry, run the chosen subcommand.
+
+use clap::Parser;
+use opsdeck::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    opsdeck::telemetry::init(cli.log_format);
+    let outcome = match cli.command {
+        Command::Serve(settings) => opsdeck::startup::serve(settings).await,
+        Command::Migrate(database) => opsdeck::db::migrate_command(&database).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // Fail fast with the whole cause chain on stderr: the first line says what failed,
+            // the rest says why.
+            tracing::error!(error = format!("{error:#}"), "opsdeck stopped");
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The application state every handler and server function receives.
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::PgPool;
+
+use crate::influx::InfluxClient;
+
+/// Shared handles; cheap to clone (each part is reference-counted inside).
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: PgPool,
+    pub influx: InfluxClient,
+    pub leptos: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,94 @@
+//! The `opsdeck` binary itself: bad settings stop it at once with a message naming the setting;
+//! SIGTERM stops it cleanly; logs are JSON when stdout is not a terminal.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use testkit::{TestEnv, free_port, wait_until};
+
+fn opsdeck() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_opsdeck"));
+    command.env_remove("RUST_LOG").stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn a_bad_setting_fails_fast_naming_the_setting_and_the_expectation() {
+    let output = opsdeck().args(["serve", "--influx-api", "v3"]).output().expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--influx-api") && stderr.contains("v1") && stderr.contains("v2"), "{stderr}");
+
+    let output = opsdeck().args(["serve"]).env("OPSDECK_REQUEST_TIMEOUT", "soon").output().expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--request-timeout"), "{stderr}");
+}
+
+#[test]
+fn a_missing_site_bundle_is_reported_with_how_to_build_it() {
+    let output = opsdeck().args(["serve", "--site-root", "/nonexistent/site"]).output().expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--site-root") && stderr.contains("cargo xtask site"), "{stderr}");
+}
+
+#[test]
+fn an_unreachable_database_is_reported_with_what_to_do() {
+    let env = TestEnv::from_env();
+    let output = opsdeck()
+        .args(["serve", "--database-timeout", "1s"])
+        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{}/opsdeck", free_port()))
+        .env("OPSDECK_SITE_ROOT", &env.site_root)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot connect to PostgreSQL") && stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_and_logs_are_json_lines() {
+    let env = TestEnv::from_env();
+    let port = free_port();
+    let mut child = opsdeck()
+        .arg("serve")
+        .env("OPSDECK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", env.fresh_database().await.to_string())
+        .env("OPSDECK_INFLUX_URL", env.influx_url.as_str())
+        .env("OPSDECK_SITE_ROOT", &env.site_root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let http = reqwest::Client::new();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    wait_until("the binary to serve /healthz", Duration::from_secs(30), || {
+        let request = http.get(&healthz).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = child.wait().expect("waits");
+        let stdout =
+            BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok).collect::<Vec<_>>();
+        (status, stdout)
+    });
+    let (status, stdout) =
+        tokio::time::timeout(Duration::from_secs(30), exit).await.expect("stops within 30 s").expect("joins");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!stdout.is_empty());
+    for line in &stdout {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(json["level"].is_string() && json["timestamp"].is_string(), "{line}");
+    }
+    assert!(stdout.iter().any(|l| l.contains("opsdeck is serving")), "{stdout:?}");
+    assert!(stdout.iter().any(|l| l.contains("shutting down")), "{stdout:?}");
+}

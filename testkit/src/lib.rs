@@ -1,0 +1,16 @@
+//! Test helpers shared by the crates' integration tests and the end-to-end tests: a fresh
+//! PostgreSQL database and InfluxDB database per test, the real application on port 0, a
+//! private InfluxDB process a test may stop, and a headless Chromium.
+//!
+//! The servers come from `scripts/test`, which exports `OPSDECK_TEST_DATABASE_URL`,
+//! `OPSDECK_TEST_INFLUX_URL` and `OPSDECK_SITE_ROOT`.
+
+mod app;
+mod browser;
+mod influx_process;
+mod wait;
+
+pub use app::{TestApp, TestEnv};
+pub use browser::Browser;
+pub use influx_process::InfluxProcess;
+pub use wait::{free_port, wait_until};
