@@ -51,7 +51,20 @@ impl Browser {
             async move { builder.connect(&webdriver).await.ok() }
         })
         .await;
-        Self { client, driver, profile }
+        let browser = Self { client, driver, profile };
+        browser.set_viewport(width, height).await;
+        browser
+    }
+
+    /// Makes the page area (not the window) exactly `width`×`height`, as screenshots should be.
+    async fn set_viewport(&self, width: u32, height: u32) {
+        let inner =
+            self.client.execute("return [window.innerWidth, window.innerHeight]", vec![]).await.expect("js runs");
+        let inner: Vec<u32> = serde_json::from_value(inner).expect("two numbers");
+        let (window_width, window_height) = self.client.get_window_size().await.expect("window size");
+        let outer_width = window_width as u32 + width - inner[0];
+        let outer_height = window_height as u32 + height - inner[1];
+        self.client.set_window_size(outer_width, outer_height).await.expect("resize the window");
     }
 
     /// Saves a screenshot under `target/screenshots/` for people to look at.

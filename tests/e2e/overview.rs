@@ -59,11 +59,11 @@ async fn the_page_hydrates_switches_theme_and_shows_an_influxdb_outage_live() {
 
     // Reactive after hydration: the theme switch changes the page and says what it will do next.
     let toggle = page.find(Locator::Css(".theme-toggle")).await.expect("toggle");
-    assert_eq!(toggle.text().await.expect("text"), "☀ Light theme");
+    assert_eq!(toggle.text().await.expect("text"), "☀ Light");
     toggle.click().await.expect("click");
     let root = page.find(Locator::Css(".app")).await.expect("root");
     assert_eq!(root.attr("data-theme").await.expect("attr").as_deref(), Some("light"));
-    assert_eq!(toggle.text().await.expect("text"), "☾ Dark theme");
+    assert_eq!(toggle.text().await.expect("text"), "☾ Dark");
     browser.screenshot("overview-light-1280x800").await;
     toggle.click().await.expect("back to dark");
 

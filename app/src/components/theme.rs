@@ -83,6 +83,10 @@ pub fn ThemeToggle(theme: RwSignal<Theme>) -> impl IntoView {
         <button
             class="theme-toggle"
             type="button"
+            aria-label=move || match theme.get() {
+                Theme::Dark => "Switch to the light theme",
+                Theme::Light => "Switch to the dark theme",
+            }
             on:click=move |_| {
                 let next = theme.get_untracked().toggled();
                 theme.set(next);
@@ -90,8 +94,8 @@ pub fn ThemeToggle(theme: RwSignal<Theme>) -> impl IntoView {
             }
         >
             {move || match theme.get() {
-                Theme::Dark => "☀ Light theme",
-                Theme::Light => "☾ Dark theme",
+                Theme::Dark => "☀ Light",
+                Theme::Light => "☾ Dark",
             }}
         </button>
     }

@@ -57,12 +57,8 @@ pub struct InfluxConfig {
 pub enum InfluxError {
     #[error(transparent)]
     Encode(#[from] LineProtocolError),
-    #[error("InfluxDB at {url} did not answer: {source}")]
-    Transport {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error("InfluxDB at {url} did not answer: {reason}")]
+    Transport { url: String, reason: String },
     #[error("InfluxDB answered {status}: {message}")]
     Server { status: u16, message: String },
     #[error("InfluxDB could not run {statement:?}: {message}")]
@@ -193,15 +189,29 @@ impl InfluxClient {
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<String, InfluxError> {
         let url = self.config.url.to_string();
-        let response = request.send().await.map_err(|source| InfluxError::Transport { url: url.clone(), source })?;
+        let response = request.send().await.map_err(|e| transport_error(&url, &e, self.config.timeout))?;
         let status = response.status();
         let header_error = response.headers().get("x-influxdb-error").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = response.text().await.map_err(|source| InfluxError::Transport { url, source })?;
+        let body = response.text().await.map_err(|e| transport_error(&url, &e, self.config.timeout))?;
         if status.is_success() {
             return Ok(body);
         }
         Err(InfluxError::Server { status: status.as_u16(), message: server_message(header_error, &body) })
     }
+}
+
+/// Names the real cause ("Connection refused", a timeout) rather than reqwest's outer wrapper.
+fn transport_error(url: &str, error: &reqwest::Error, timeout: Duration) -> InfluxError {
+    let reason = if error.is_timeout() {
+        format!("no answer within {} s", timeout.as_secs_f64())
+    } else {
+        let mut cause: &dyn std::error::Error = error;
+        while let Some(source) = cause.source() {
+            cause = source;
+        }
+        cause.to_string()
+    };
+    InfluxError::Transport { url: url.to_owned(), reason }
 }
 
 /// InfluxDB puts its message in `{"error": …}` (1.x), `{"message": …}` (2.x/3.x) or a header.
