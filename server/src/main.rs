@@ -8,7 +8,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     opsdeck::telemetry::init(cli.log_format);
     let outcome = match cli.command {
-        Command::Serve(settings) => opsdeck::startup::serve(settings).await,
+        Command::Serve(settings) => opsdeck::startup::serve(*settings).await,
         Command::Migrate(database) => opsdeck::db::migrate_command(&database).await,
     };
     match outcome {

@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the dashboard, the JSON API and the background workers.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Apply the database migrations and exit.
     Migrate(DatabaseSettings),
 }

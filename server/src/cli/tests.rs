@@ -8,7 +8,7 @@ use crate::influx::{InfluxApi, InfluxAuth};
 fn serve(args: &[&str]) -> Result<ServeSettings, String> {
     let argv = ["opsdeck", "serve"].iter().chain(args.iter());
     match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
-        Command::Serve(settings) => Ok(settings),
+        Command::Serve(settings) => Ok(*settings),
         Command::Migrate(_) => unreachable!("asked for serve"),
     }
 }

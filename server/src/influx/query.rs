@@ -61,6 +61,17 @@ pub(super) struct QueryResponse {
     pub error: Option<String>,
 }
 
+/// Quotes an InfluxQL identifier (measurement, tag or field name): `"name"`, with `"` and `\`
+/// escaped, so any name is just a name.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Quotes an InfluxQL string literal (a tag value in `WHERE`): `'value'`, with `'` and `\` escaped.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,15 +94,10 @@ mod tests {
         let response: QueryResponse = serde_json::from_str(r#"{"results":[{"statement_id":0}]}"#).expect("valid");
         assert!(response.results[0].series.is_empty());
     }
-}
 
-/// Quotes an InfluxQL identifier (measurement, tag or field name): `"name"`, with `"` and `\`
-/// escaped, so any name is just a name.
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Quotes an InfluxQL string literal (a tag value in `WHERE`): `'value'`, with `'` and `\` escaped.
-pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+    #[test]
+    fn identifiers_and_literals_are_quoted_so_any_name_is_just_a_name() {
+        assert_eq!(quote_identifier(r#"cpu "load"\x"#), r#""cpu \"load\"\\x""#);
+        assert_eq!(quote_literal(r"it's C:\"), r"'it\'s C:\\'");
+    }
 }
