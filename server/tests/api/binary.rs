@@ -92,3 +92,17 @@ async fn sigterm_stops_the_server_cleanly_and_logs_are_json_lines() {
     assert!(stdout.iter().any(|l| l.contains("opsdeck is serving")), "{stdout:?}");
     assert!(stdout.iter().any(|l| l.contains("shutting down")), "{stdout:?}");
 }
+
+#[tokio::test]
+async fn migrate_applies_the_schema_and_exits() {
+    let env = TestEnv::from_env();
+    let url = env.fresh_database().await;
+    let output = opsdeck().arg("migrate").env("DATABASE_URL", url.to_string()).output().expect("runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let pool = sqlx::PgPool::connect_with(url.connect_options()).await.expect("connect");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("the migrations table exists");
+    assert_eq!(recorded as usize, opsdeck::db::MIGRATOR.iter().count());
+}

@@ -4,4 +4,4 @@
 mod binary;
 mod health;
 mod influx;
-mod request_id;
+mod layers;
