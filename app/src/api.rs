@@ -1,13 +1,158 @@
 //! Server functions: thin adapters from the pages to the server's [`Backend`](crate::backend::Backend).
+//! Each one takes the backend from context and calls it; refusals arrive as [`UiError`] with
+//! the status and a message for people.
+
+use std::fmt;
 
 use leptos::prelude::*;
+use leptos::server_fn::{self, codec::JsonEncoding};
+use serde::{Deserialize, Serialize};
 
-use crate::model::Readiness;
+use crate::model::{
+    Readiness,
+    audit::{AuditFilter, AuditPage},
+    identity::{
+        CreatedToken, CurrentUser, NewToken, NewUser, Role, Scope, TokenSummary, UserSummary, UserUpdate, Username,
+    },
+};
 
-/// The current readiness of opsdeck's stores, checked live on the server.
+/// What a page shows when a server function fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiError {
+    /// 401: sign in; 403: not allowed; 0: could not reach the server.
+    pub status: u16,
+    pub message: String,
+}
+
+impl fmt::Display for UiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UiError {}
+
+impl server_fn::error::FromServerFnError for UiError {
+    type Encoder = JsonEncoding;
+    fn from_server_fn_error(value: server_fn::error::ServerFnErrorErr) -> Self {
+        UiError { status: 0, message: format!("the opsdeck server could not be reached ({value})") }
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn backend() -> Result<crate::backend::SharedBackend, UiError> {
+    use_context::<crate::backend::SharedBackend>()
+        .ok_or_else(|| UiError { status: 500, message: "the server did not provide its backend to the UI".into() })
+}
+
+#[cfg(feature = "ssr")]
+impl From<crate::backend::BackendError> for UiError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        #[cfg(feature = "ssr")]
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+            && let Ok(status) = http::StatusCode::from_u16(e.status)
+        {
+            response.set_status(status);
+        }
+        UiError { status: e.status, message: e.message }
+    }
+}
+
+/// The current readiness of opsdeck's stores, checked live on the server (public, like `/readyz`).
 #[server(prefix = "/_fn")]
-pub async fn get_readiness() -> Result<Readiness, ServerFnError> {
-    let backend = use_context::<crate::backend::SharedBackend>()
-        .ok_or_else(|| ServerFnError::new("the server did not provide its backend to the UI"))?;
-    Ok(backend.readiness().await)
+pub async fn get_readiness() -> Result<Readiness, UiError> {
+    Ok(backend()?.readiness().await)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_current_user() -> Result<Option<CurrentUser>, UiError> {
+    Ok(backend()?.current_user().await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn login_form_token() -> Result<String, UiError> {
+    Ok(backend()?.login_form_token())
+}
+
+#[server(prefix = "/_fn")]
+pub async fn list_audit(filter: AuditFilter) -> Result<AuditPage, UiError> {
+    Ok(backend()?.audit(filter).await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn list_users() -> Result<Vec<UserSummary>, UiError> {
+    Ok(backend()?.users().await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn list_tokens() -> Result<Vec<TokenSummary>, UiError> {
+    Ok(backend()?.tokens().await?)
+}
+
+/// From the add-user form (works before hydration: plain form fields).
+#[server(prefix = "/_fn")]
+pub async fn add_user(
+    csrf: String,
+    username: String,
+    display_name: String,
+    role: String,
+    password: String,
+) -> Result<UserSummary, UiError> {
+    let invalid = |message: String| UiError { status: 422, message };
+    let username: Username = username.trim().parse().map_err(invalid)?;
+    let role: Role = role.parse().map_err(|e: crate::model::identity::NotOneOf| invalid(e.to_string()))?;
+    let display_name = if display_name.trim().is_empty() { username.to_string() } else { display_name };
+    Ok(backend()?.create_user(csrf, NewUser { username, display_name, role, password }).await?)
+}
+
+/// Changes one user's role or disabled state.
+#[server(prefix = "/_fn")]
+pub async fn change_user(
+    csrf: String,
+    username: String,
+    role: Option<String>,
+    disabled: Option<bool>,
+) -> Result<UserSummary, UiError> {
+    let invalid = |message: String| UiError { status: 422, message };
+    let username: Username = username.parse().map_err(invalid)?;
+    let role = match role.filter(|r| !r.is_empty()) {
+        Some(r) => Some(r.parse::<Role>().map_err(|e| invalid(e.to_string()))?),
+        None => None,
+    };
+    Ok(backend()?.update_user(csrf, username, UserUpdate { role, disabled, ..Default::default() }).await?)
+}
+
+/// From the create-token form: one checkbox per scope (present when ticked), expiry in days
+/// (empty = never).
+#[server(prefix = "/_fn")]
+pub async fn add_token(
+    csrf: String,
+    name: String,
+    scope_ingest: Option<String>,
+    scope_read: Option<String>,
+    scope_operate: Option<String>,
+    scope_admin: Option<String>,
+    expires_in_days: String,
+) -> Result<CreatedToken, UiError> {
+    let invalid = |message: String| UiError { status: 422, message };
+    let ticked = [
+        (Scope::Ingest, scope_ingest),
+        (Scope::Read, scope_read),
+        (Scope::Operate, scope_operate),
+        (Scope::Admin, scope_admin),
+    ];
+    let scopes: Vec<Scope> = ticked.into_iter().filter(|(_, box_)| box_.is_some()).map(|(scope, _)| scope).collect();
+    let expires_in_days = match expires_in_days.trim() {
+        "" => None,
+        days => Some(
+            days.parse::<u32>()
+                .map_err(|_| invalid("expires_in_days: a whole number of days, or empty for never".into()))?,
+        ),
+    };
+    Ok(backend()?.create_token(csrf, NewToken { name, scopes, expires_in_days }).await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn revoke_token(csrf: String, id: i64) -> Result<TokenSummary, UiError> {
+    Ok(backend()?.revoke_token(csrf, id).await?)
 }

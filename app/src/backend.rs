@@ -3,7 +3,21 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use crate::model::Readiness;
+use crate::model::{
+    Readiness,
+    audit::{AuditFilter, AuditPage},
+    identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
+};
+
+/// A refusal or failure, already worded for the person in front of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    /// The HTTP status it corresponds to (401, 403, 404, 409, 422, 500…).
+    pub status: u16,
+    pub message: String,
+}
+
+pub type BackendResult<T> = Result<T, BackendError>;
 
 /// A boxed future, because trait objects can't have `async fn` methods yet.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -12,6 +26,30 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait Backend: Send + Sync + 'static {
     /// Checks every dependency now (the same report `/readyz` returns).
     fn readiness(&self) -> BoxFuture<'_, Readiness>;
+
+    /// The signed-in user of this request, if any.
+    fn current_user(&self) -> BoxFuture<'_, BackendResult<Option<CurrentUser>>>;
+
+    /// A fresh anti-forgery token for the sign-in form (also set as a cookie on the response).
+    fn login_form_token(&self) -> String;
+
+    /// The audit log (needs read).
+    fn audit(&self, filter: AuditFilter) -> BoxFuture<'_, BackendResult<AuditPage>>;
+
+    /// Users and tokens (need admin).
+    fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>>;
+    fn tokens(&self) -> BoxFuture<'_, BackendResult<Vec<TokenSummary>>>;
+
+    /// Changes (need admin and this session's CSRF token).
+    fn create_user(&self, csrf: String, user: NewUser) -> BoxFuture<'_, BackendResult<UserSummary>>;
+    fn update_user(
+        &self,
+        csrf: String,
+        username: Username,
+        change: UserUpdate,
+    ) -> BoxFuture<'_, BackendResult<UserSummary>>;
+    fn create_token(&self, csrf: String, token: NewToken) -> BoxFuture<'_, BackendResult<CreatedToken>>;
+    fn revoke_token(&self, csrf: String, id: i64) -> BoxFuture<'_, BackendResult<TokenSummary>>;
 }
 
 /// The handle stored in Leptos context.

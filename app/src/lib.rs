@@ -14,12 +14,12 @@ pub mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
+    SsrMode, StaticSegment,
     components::{Route, Router, Routes},
 };
 
 use crate::components::shell::Shell;
-use crate::pages::{not_found::NotFound, overview::OverviewPage};
+use crate::pages::{login::LoginPage, not_found::NotFound, overview::OverviewPage};
 
 /// The HTML document around the app: rendered once per request on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -51,6 +51,8 @@ pub fn App() -> impl IntoView {
             <Shell>
                 <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=OverviewPage />
+                    // Async: the sign-in form's cookie must be set before the first byte is sent.
+                    <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async />
                 </Routes>
             </Shell>
         </Router>

@@ -4,24 +4,30 @@
 use std::time::{Duration, Instant};
 
 use app::model::{Dependency, DependencyCheck, Readiness};
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
 
 /// A dependency that hasn't answered by then counts as unavailable.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz))
 }
 
 /// Alive: the process serves HTTP. Says nothing about dependencies, on purpose (an orchestrator
 /// restarts on this one, and restarting won't fix a database outage).
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process serves HTTP")))]
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "alive" }))
 }
 
 /// Ready: 200 with every check, or 503 with the failing ones named in `error`.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "PostgreSQL and InfluxDB answer", body = Readiness),
+    (status = 503, description = "A store does not answer; `error` names it", body = Readiness),
+))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let report = check_readiness(&state).await;
     if report.ready {

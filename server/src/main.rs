@@ -10,6 +10,8 @@ async fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Serve(settings) => opsdeck::startup::serve(*settings).await,
         Command::Migrate(database) => opsdeck::db::migrate_command(&database).await,
+        Command::User(args) => opsdeck::auth::cli::user(args).await,
+        Command::Token(args) => opsdeck::auth::cli::token(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -36,7 +36,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen).await.with_context(|| {
             format!("cannot listen on {} (--listen / OPSDECK_LISTEN): is the port taken?", settings.http.listen)
         })?;
-        let state = AppState { db, influx, leptos };
+        let state = AppState { db, influx, leptos, auth: std::sync::Arc::new(settings.auth.clone()) };
         let router = crate::http::router(state.clone(), &settings.http);
         Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
     }

@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 
-use crate::influx::InfluxClient;
+use crate::{cli::AuthSettings, influx::InfluxClient};
 
 /// Shared handles; cheap to clone (each part is reference-counted inside).
 #[derive(Clone, Debug)]
@@ -12,6 +12,7 @@ pub struct AppState {
     pub db: PgPool,
     pub influx: InfluxClient,
     pub leptos: LeptosOptions,
+    pub auth: std::sync::Arc<AuthSettings>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

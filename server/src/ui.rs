@@ -1,38 +1,221 @@
 //! The Leptos UI inside axum: server-side rendering of the `app` crate's routes, its server
-//! functions, the static bundle under `/pkg`, and the [`Backend`](app::backend::Backend) the
-//! server functions call.
+//! functions, the static bundle, the sign-in gate for pages, and the
+//! [`Backend`](app::backend::Backend) the server functions call — over the same service
+//! functions and the same [`auth::authorize`] as the JSON API.
 
 use std::sync::Arc;
 
 use app::{
-    backend::{Backend, BoxFuture, SharedBackend},
-    model::Readiness,
+    backend::{Backend, BackendError, BackendResult, BoxFuture, SharedBackend},
+    model::{
+        Readiness,
+        audit::{AuditFilter, AuditPage},
+        identity::{
+            CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
+        },
+    },
 };
-use axum::Router;
-use leptos::prelude::provide_context;
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use axum::{
+    Router,
+    extract::{Request, State},
+    middleware::{self, Next},
+    response::{IntoResponse, Redirect, Response},
+};
+use http::request::Parts;
+use leptos::prelude::{provide_context, use_context};
+use leptos_axum::{LeptosRoutes, ResponseOptions, generate_route_list};
 
-use crate::state::AppState;
+use crate::{
+    audit,
+    auth::{self, Csrf, Principal, RequestContext, sessions},
+    http::error::ApiError,
+    state::AppState,
+};
 
 /// The server's side of what the UI needs.
 struct ServerBackend {
     state: AppState,
 }
 
+fn refused(error: ApiError) -> BackendError {
+    let status = match &error {
+        ApiError::BadRequest(_) => 400,
+        ApiError::Unauthorized(_) => 401,
+        ApiError::Forbidden(_) => 403,
+        ApiError::NotFound(_) => 404,
+        ApiError::Conflict(_) => 409,
+        ApiError::Unprocessable(_) => 422,
+        ApiError::TooManyRequests(_) => 429,
+        ApiError::Unavailable(_) => 503,
+        ApiError::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "a page request failed");
+            return BackendError { status: 500, message: "an unexpected error; the server log has the cause".into() };
+        }
+    };
+    BackendError { status, message: error.to_string() }
+}
+
+/// The request behind the current server function or page render.
+fn request_parts() -> BackendResult<Parts> {
+    use_context::<Parts>().ok_or_else(|| BackendError { status: 500, message: "no request in context".into() })
+}
+
 impl Backend for ServerBackend {
     fn readiness(&self) -> BoxFuture<'_, Readiness> {
         Box::pin(crate::health::check_readiness(&self.state))
+    }
+
+    fn current_user(&self) -> BoxFuture<'_, BackendResult<Option<CurrentUser>>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            Ok(match auth::identify(&self.state, &parts.headers).await {
+                Ok(Principal::User(user)) => Some(CurrentUser {
+                    username: user.username,
+                    display_name: user.display_name,
+                    role: user.role,
+                    csrf_token: user.csrf_token,
+                }),
+                _ => None,
+            })
+        })
+    }
+
+    fn login_form_token(&self) -> String {
+        let token = auth::secret::random_secret();
+        if let (Some(response), Ok(parts)) = (use_context::<ResponseOptions>(), request_parts()) {
+            let secure = sessions::secure_cookies(self.state.auth.cookie_secure, &parts.headers);
+            let cookie = sessions::set_cookie(
+                sessions::LOGIN_CSRF_COOKIE,
+                token.clone(),
+                Some(std::time::Duration::from_secs(3600)),
+                secure,
+            );
+            response.append_header(http::header::SET_COOKIE, cookie);
+        }
+        token
+    }
+
+    fn audit(&self, filter: AuditFilter) -> BoxFuture<'_, BackendResult<AuditPage>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            auth::authorize(&self.state, &parts, Scope::Read, Csrf::NotNeeded).await.map_err(refused)?;
+            audit::list(&self.state.db, &filter).await.map_err(refused)
+        })
+    }
+
+    fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            auth::authorize(&self.state, &parts, Scope::Admin, Csrf::NotNeeded).await.map_err(refused)?;
+            auth::users::list(&self.state.db).await.map_err(|e| refused(e.into()))
+        })
+    }
+
+    fn tokens(&self) -> BoxFuture<'_, BackendResult<Vec<TokenSummary>>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            auth::authorize(&self.state, &parts, Scope::Admin, Csrf::NotNeeded).await.map_err(refused)?;
+            auth::tokens::list(&self.state.db).await.map_err(|e| refused(e.into()))
+        })
+    }
+
+    fn create_user(&self, csrf: String, user: NewUser) -> BoxFuture<'_, BackendResult<UserSummary>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
+                .await
+                .map_err(refused)?;
+            auth::users::create(&self.state.db, user, &admin.actor(), &RequestContext::from_parts(&parts))
+                .await
+                .map_err(refused)
+        })
+    }
+
+    fn update_user(
+        &self,
+        csrf: String,
+        username: Username,
+        change: UserUpdate,
+    ) -> BoxFuture<'_, BackendResult<UserSummary>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
+                .await
+                .map_err(refused)?;
+            auth::users::update(&self.state.db, &username, change, &admin.actor(), &RequestContext::from_parts(&parts))
+                .await
+                .map_err(refused)
+        })
+    }
+
+    fn create_token(&self, csrf: String, token: NewToken) -> BoxFuture<'_, BackendResult<CreatedToken>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
+                .await
+                .map_err(refused)?;
+            auth::tokens::create(&self.state.db, &token, &admin.actor(), &RequestContext::from_parts(&parts))
+                .await
+                .map_err(refused)
+        })
+    }
+
+    fn revoke_token(&self, csrf: String, id: i64) -> BoxFuture<'_, BackendResult<TokenSummary>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
+                .await
+                .map_err(refused)?;
+            auth::tokens::revoke(&self.state.db, id, &admin.actor(), &RequestContext::from_parts(&parts))
+                .await
+                .map_err(refused)
+        })
+    }
+}
+
+/// Pages need a signed-in user (or anonymous read switched on); others are sent to sign in and
+/// brought back afterwards. Server functions check for themselves.
+async fn require_sign_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let exempt = path == "/login" || path.starts_with("/_fn/") || request.method() != http::Method::GET;
+    if exempt || state.auth.anonymous_read {
+        return next.run(request).await;
+    }
+    match auth::identify(&state, request.headers()).await {
+        Ok(Principal::User(_) | Principal::Token(_)) => next.run(request).await,
+        Ok(Principal::Anonymous) | Err(_) => {
+            let here = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let query = serde_urlencoded::to_string([("next", here)]).unwrap_or_default();
+            Redirect::to(&format!("/login?{query}")).into_response()
+        }
     }
 }
 
 /// Page routes, server-function routes, and static files from the site folder.
 pub fn routes(state: &AppState) -> Router<AppState> {
     let backend: SharedBackend = Arc::new(ServerBackend { state: state.clone() });
-    let context = move || provide_context(backend.clone());
+    let context = move || {
+        provide_context(backend.clone());
+        // The page's Content-Security-Policy carries the nonce Leptos put on its inline script.
+        if let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<ResponseOptions>())
+            && let Ok(value) = http::HeaderValue::from_str(&crate::http::security::page_csp(nonce.as_inner()))
+        {
+            response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+        }
+    };
     let leptos_options = state.leptos.clone();
     Router::new()
         .leptos_routes_with_context(state, generate_route_list(app::App), context.clone(), move || {
             app::shell(leptos_options.clone())
         })
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_sign_in))
         .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(context, app::shell))
 }

@@ -2,8 +2,11 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use app::model::identity::{NewToken, NewUser, Role, Scope};
 use opsdeck::{
-    cli::{DatabaseSettings, HttpSettings, InfluxSettings, ServeSettings},
+    audit::Actor,
+    auth::RequestContext,
+    cli::{AuthSettings, CookieSecure, DatabaseSettings, HttpSettings, InfluxSettings, ServeSettings},
     db::DatabaseUrl,
     influx::{InfluxApi, InfluxClient},
     startup::Application,
@@ -77,6 +80,15 @@ impl TestEnv {
                 timeout: Duration::from_secs(5),
                 batch_size: 5000,
             },
+            auth: AuthSettings {
+                anonymous_read: false,
+                session_idle: Duration::from_secs(12 * 3600),
+                session_lifetime: Duration::from_secs(7 * 86400),
+                cookie_secure: CookieSecure::Never,
+                login_failures_per_account: 5,
+                login_failures_per_address: 20,
+                login_failure_window: Duration::from_secs(15 * 60),
+            },
         }
     }
 }
@@ -87,6 +99,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub db: sqlx::PgPool,
     pub influx: InfluxClient,
+    pub state: opsdeck::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -111,11 +124,64 @@ impl TestApp {
         let address = format!("http://{}", application.local_addr());
         let db = application.state().db.clone();
         let influx = application.state().influx.clone();
+        let state = application.state().clone();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        Self { address, http: reqwest::Client::new(), db, influx, shutdown: Some(shutdown), server }
+        Self { address, http: reqwest::Client::new(), db, influx, state, shutdown: Some(shutdown), server }
+    }
+
+    /// Creates a user directly in the database; returns the password.
+    pub async fn add_user(&self, username: &str, role: Role) -> String {
+        let password = format!("pw-{username}-{}", uuid::Uuid::new_v4().simple());
+        let request = NewUser {
+            username: username.parse().expect("valid user name"),
+            display_name: format!("{username} (test)"),
+            role,
+            password: password.clone(),
+        };
+        opsdeck::auth::users::create(&self.db, request, &Actor::system("test set-up"), &RequestContext::default())
+            .await
+            .expect("create user");
+        password
+    }
+
+    /// Creates an API token with these scopes; returns its secret.
+    pub async fn token(&self, name: &str, scopes: &[Scope]) -> String {
+        let request = NewToken { name: name.into(), scopes: scopes.to_vec(), expires_in_days: None };
+        opsdeck::auth::tokens::create(&self.db, &request, &Actor::system("test set-up"), &RequestContext::default())
+            .await
+            .expect("create token")
+            .secret
+    }
+
+    /// A client that keeps cookies and does not follow redirects (tests look at them).
+    pub fn browser_like_client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Signs in through the real form (fetching its anti-forgery token first) and returns the
+    /// client holding the session cookie, plus the session's CSRF token from the page.
+    pub async fn sign_in(&self, username: &str, password: &str) -> (reqwest::Client, String) {
+        let client = Self::browser_like_client();
+        let page = client.get(self.url("/login")).send().await.expect("login page").text().await.expect("html");
+        let login_csrf = hidden_field(&page, "login_csrf").expect("the sign-in form has its token");
+        let response = client
+            .post(self.url("/auth/login"))
+            .form(&[("username", username), ("password", password), ("next", "/"), ("login_csrf", &login_csrf)])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()["location"], "/", "signed in, sent to the page asked for");
+        let home = client.get(self.url("/")).send().await.expect("home").text().await.expect("html");
+        let csrf = hidden_field(&home, "csrf").expect("the signed-in page carries the session's CSRF token");
+        (client, csrf)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -142,4 +208,16 @@ impl TestApp {
     pub async fn finished(mut self) -> anyhow::Result<()> {
         (&mut self.server).await?
     }
+}
+
+/// The value of `<input … name="NAME" value="…">` in server-rendered HTML.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\"");
+    let at = html.find(&marker)?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let value_at = tag.find("value=\"")? + 7;
+    let value_end = value_at + tag[value_at..].find('"')?;
+    Some(tag[value_at..value_end].to_owned())
 }

@@ -67,6 +67,30 @@ impl Browser {
         self.client.set_window_size(outer_width, outer_height).await.expect("resize the window");
     }
 
+    /// Opens `url`, is sent to the sign-in page, signs in through the form, and waits until
+    /// it is back on `url`, hydrated.
+    pub async fn sign_in(&self, url: &str, username: &str, password: &str) {
+        use fantoccini::Locator;
+        self.client.goto(url).await.expect("navigate");
+        let form = self.client.form(Locator::Css("form.login-form")).await.expect("the sign-in form is shown");
+        form.set_by_name("username", username).await.expect("type the user name");
+        form.set_by_name("password", password).await.expect("type the password");
+        form.submit().await.expect("submit");
+        self.wait_hydrated().await;
+        let now = self.client.current_url().await.expect("url");
+        assert_eq!(now.as_str(), url, "back where we started after signing in");
+    }
+
+    /// Waits until the wasm has taken over the page.
+    pub async fn wait_hydrated(&self) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(fantoccini::Locator::Css(r#".app[data-hydrated="true"]"#))
+            .await
+            .expect("the wasm hydrates the page");
+    }
+
     /// Saves a screenshot under `target/screenshots/` for people to look at.
     pub async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         let png = self.client.screenshot().await.expect("the browser takes a screenshot");

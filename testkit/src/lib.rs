@@ -10,7 +10,7 @@ mod browser;
 mod influx_process;
 mod wait;
 
-pub use app::{TestApp, TestEnv};
+pub use app::{TestApp, TestEnv, hidden_field};
 pub use browser::Browser;
 pub use influx_process::InfluxProcess;
 pub use wait::{free_port, wait_until};

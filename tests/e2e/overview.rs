@@ -7,7 +7,7 @@ use testkit::{Browser, InfluxProcess, TestApp, wait_until};
 
 #[tokio::test]
 async fn the_overview_is_server_rendered_with_both_stores_ready() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|settings| settings.auth.anonymous_read = true).await;
     let response = app.get("/").await;
     assert_eq!(response.status(), 200);
     let html = response.text().await.expect("html");
@@ -48,9 +48,10 @@ async fn the_page_hydrates_switches_theme_and_shows_an_influxdb_outage_live() {
     let mut influx = InfluxProcess::start().await;
     let url = influx.url();
     let app = TestApp::spawn_with(|settings| settings.influx.url = url).await;
+    let password = app.add_user("olga", app::model::identity::Role::Operator).await;
     let browser = Browser::start(1280, 800).await;
     let page = &browser.client;
-    page.goto(&app.url("/")).await.expect("navigate");
+    browser.sign_in(&app.url("/"), "olga", &password).await;
     page.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::Css(r#".app[data-hydrated="true"]"#))
@@ -94,5 +95,38 @@ async fn the_page_hydrates_switches_theme_and_shows_an_influxdb_outage_live() {
         text.contains("All of opsdeck").then_some(())
     })
     .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn signing_in_shows_name_and_role_and_signing_out_ends_the_session_server_side() {
+    let app = TestApp::spawn().await;
+    let password = app.add_user("sam", app::model::identity::Role::Operator).await;
+    let browser = Browser::start(1280, 800).await;
+    let page = &browser.client;
+    page.goto(&app.url("/")).await.expect("navigate");
+    assert!(page.current_url().await.expect("url").as_str().contains("/login?next=%2F"), "sent to sign in first");
+    browser.screenshot("login-1280x800").await;
+    browser.sign_in(&app.url("/"), "sam", &password).await;
+
+    let who = page.find(Locator::Css(".user-name")).await.expect("who is signed in").text().await.expect("text");
+    assert!(who.contains("sam (test)") && who.contains("operator"), "{who}");
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.db).await.expect("count");
+    assert_eq!(sessions, 1);
+    browser.screenshot("overview-signed-in-1280x800").await;
+
+    page.find(Locator::Css(".user-sign-out button")).await.expect("sign-out button").click().await.expect("click");
+    page.wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&format!("{}/login?signed_out=1", app.address).parse().expect("url"))
+        .await
+        .expect("back at sign-in");
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.db).await.expect("count");
+    assert_eq!(sessions, 0, "the session is gone server-side");
+    page.goto(&app.url("/")).await.expect("navigate");
+    assert!(
+        page.current_url().await.expect("url").as_str().contains("/login"),
+        "signed out: pages ask to sign in again"
+    );
     browser.close().await;
 }

@@ -5,3 +5,4 @@ pub mod readiness;
 pub mod shell;
 pub mod status;
 pub mod theme;
+pub mod user_menu;

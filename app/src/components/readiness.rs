@@ -12,7 +12,7 @@ use crate::model::{DependencyCheck, Readiness};
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The readiness report shared by the header and the pages.
-pub type ReadinessResource = Resource<Result<Readiness, ServerFnError>>;
+pub type ReadinessResource = Resource<Result<Readiness, crate::api::UiError>>;
 
 /// Creates the polled readiness resource and provides it to the pages below.
 pub fn provide_readiness() -> ReadinessResource {

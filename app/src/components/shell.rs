@@ -6,6 +6,7 @@ use leptos_router::components::A;
 use crate::components::live::provide_clock;
 use crate::components::readiness::{ReadinessStrip, provide_readiness};
 use crate::components::theme::{ThemeToggle, initial_theme};
+use crate::components::user_menu::{UserMenu, provide_current_user};
 
 /// A navigation entry: a page that exists, or one that a later piece of work brings.
 struct NavEntry {
@@ -34,6 +35,7 @@ const NAV: &[NavEntry] = &[
 pub fn Shell(children: Children) -> impl IntoView {
     provide_clock();
     provide_readiness();
+    provide_current_user();
     let theme = RwSignal::new(initial_theme());
     let hydrated = RwSignal::new(false);
     Effect::new(move |_| hydrated.set(true));
@@ -59,6 +61,7 @@ pub fn Shell(children: Children) -> impl IntoView {
                 <nav class="app-nav" aria-label="Main">{nav}</nav>
                 <ReadinessStrip />
                 <ThemeToggle theme />
+                <UserMenu />
             </header>
             <main class="app-main">{children()}</main>
         </div>

@@ -26,6 +26,10 @@ pub enum Command {
     Serve(Box<ServeSettings>),
     /// Apply the database migrations and exit.
     Migrate(DatabaseSettings),
+    /// Manage users: `opsdeck user add --role admin alice` creates the first admin.
+    User(crate::auth::cli::UserArgs),
+    /// Manage API tokens for services, agents, scripts and wall screens.
+    Token(crate::auth::cli::TokenArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,6 +48,49 @@ pub struct ServeSettings {
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub influx: InfluxSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
+}
+
+/// Whether the session cookie carries the `Secure` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CookieSecure {
+    /// Secure when the request came over TLS (`X-Forwarded-Proto: https` from the proxy in front).
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Access")]
+pub struct AuthSettings {
+    /// Let anyone read without signing in (acting still needs a login or a token). Off by default.
+    #[arg(long = "anonymous-read", env = "OPSDECK_ANONYMOUS_READ", action = clap::ArgAction::SetTrue)]
+    pub anonymous_read: bool,
+
+    /// A browser session unused for this long ends (e.g. `12h`).
+    #[arg(long = "session-idle", env = "OPSDECK_SESSION_IDLE", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_idle: Duration,
+
+    /// A browser session ends this long after sign-in, used or not (e.g. `7d`).
+    #[arg(long = "session-lifetime", env = "OPSDECK_SESSION_LIFETIME", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub session_lifetime: Duration,
+
+    /// The `Secure` cookie attribute: auto (when served over TLS), always or never.
+    #[arg(long = "cookie-secure", env = "OPSDECK_COOKIE_SECURE", value_enum, default_value_t = CookieSecure::Auto)]
+    pub cookie_secure: CookieSecure,
+
+    /// Failed sign-ins allowed per account within the window before sign-in is refused.
+    #[arg(long = "login-failures-per-account", env = "OPSDECK_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..))]
+    pub login_failures_per_account: i64,
+
+    /// Failed sign-ins allowed per client address within the window.
+    #[arg(long = "login-failures-per-address", env = "OPSDECK_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
+    pub login_failures_per_address: i64,
+
+    /// The window over which failed sign-ins are counted.
+    #[arg(long = "login-failure-window", env = "OPSDECK_LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub login_failure_window: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

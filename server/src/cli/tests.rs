@@ -9,7 +9,7 @@ fn serve(args: &[&str]) -> Result<ServeSettings, String> {
     let argv = ["opsdeck", "serve"].iter().chain(args.iter());
     match Cli::try_parse_from(argv).map_err(|e| e.to_string())?.command {
         Command::Serve(settings) => Ok(*settings),
-        Command::Migrate(_) => unreachable!("asked for serve"),
+        _ => unreachable!("asked for serve"),
     }
 }
 
@@ -90,4 +90,9 @@ fn a_v1_user_without_a_password_is_refused() {
 fn a_zero_body_limit_is_refused() {
     let error = serve(&["--body-limit", "0"]).expect_err("too small");
     assert!(error.contains("--body-limit"), "{error}");
+}
+
+#[test]
+fn anonymous_read_is_switched_on_by_its_flag() {
+    assert!(serve(&["--anonymous-read"]).expect("flag").auth.anonymous_read);
 }

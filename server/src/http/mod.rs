@@ -1,7 +1,9 @@
 //! The HTTP surface: merges each feature's routes and wraps them in the tower-http layers every
 //! request goes through (request id, tracing, compression, timeout, body limit).
 
+pub mod api;
 pub mod error;
+pub mod security;
 
 use axum::{Router, extract::MatchedPath, http::Request};
 use http::{HeaderName, StatusCode, header};
@@ -24,7 +26,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// headers are masked, a request id is set (or the caller's kept), the span carries it, and it is
 /// copied to the response.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
-    let api = Router::new().fallback(error::api_not_found);
+    let api_fallback = Router::new().fallback(error::api_not_found);
     let layers = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -36,10 +38,15 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(usize::try_from(settings.body_limit).unwrap_or(usize::MAX)))
+        .layer(security::default_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(security::default_header(header::REFERRER_POLICY, "strict-origin-when-cross-origin"))
+        .layer(security::default_header(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(security::default_header(header::CONTENT_SECURITY_POLICY, security::DEFAULT_CSP))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, settings.request_timeout));
     Router::new()
-        .merge(crate::health::routes())
-        .nest("/api", api)
+        .merge(api::routes())
+        .nest("/api", api_fallback)
+        .merge(crate::auth::sessions::routes())
         .merge(crate::ui::routes(&state))
         .layer(layers)
         .with_state(state)

@@ -25,7 +25,7 @@ async fn a_request_id_sent_by_the_caller_is_honoured() {
 
 #[tokio::test]
 async fn pages_are_compressed_for_clients_that_accept_it() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|settings| settings.auth.anonymous_read = true).await;
     let response = app.http.get(app.url("/")).header("accept-encoding", "gzip").send().await.expect("answer");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers().get("content-encoding").map(|v| v.as_bytes()), Some(&b"gzip"[..]));

@@ -1,6 +1,7 @@
 //! Integration tests of the server against the real PostgreSQL and InfluxDB (one test binary
 //! for the crate, so it links once). Run through `scripts/test`, which starts both.
 
+mod access;
 mod binary;
 mod health;
 mod influx;

@@ -1,10 +1,15 @@
-//! Types shared by the server (JSON API, server functions) and the browser.
+//! Types shared by the server (JSON API, server functions) and the browser. Validation lives
+//! here too, so forms check input in the browser with the same rules the server applies.
+
+pub mod audit;
+pub mod identity;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A backing store opsdeck depends on to be ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Dependency {
     Postgres,
@@ -23,6 +28,7 @@ impl Dependency {
 
 /// The outcome of checking one dependency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DependencyCheck {
     pub dependency: Dependency,
     pub ok: bool,
@@ -34,6 +40,7 @@ pub struct DependencyCheck {
 
 /// Whether opsdeck can serve: every dependency checked at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Readiness {
     pub ready: bool,
     pub checked_at: DateTime<Utc>,
