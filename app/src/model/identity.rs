@@ -123,6 +123,7 @@ impl fmt::Display for Scope {
 /// letter or digit. The database checks the same rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "ssr", schema(value_type = String, pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"))]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
 
@@ -242,9 +243,11 @@ pub struct CreatedToken {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct NewUser {
     pub username: Username,
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 200, pattern = "\\S"))]
     pub display_name: String,
     pub role: Role,
     /// At least 12 characters. Never stored or logged; only its argon2id hash is kept.
+    #[cfg_attr(feature = "ssr", schema(min_length = 12, max_length = 1024))]
     pub password: String,
 }
 
@@ -253,9 +256,11 @@ pub struct NewUser {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct UserUpdate {
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 200, pattern = "\\S"))]
     pub display_name: Option<String>,
     pub role: Option<Role>,
     pub disabled: Option<bool>,
+    #[cfg_attr(feature = "ssr", schema(min_length = 12, max_length = 1024))]
     pub password: Option<String>,
 }
 
@@ -264,9 +269,12 @@ pub struct UserUpdate {
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct NewToken {
     /// What holds the token, e.g. `wall-screen-3` or `agent-node-7`.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 100, pattern = "\\S"))]
     pub name: String,
+    #[cfg_attr(feature = "ssr", schema(min_items = 1))]
     pub scopes: Vec<Scope>,
     /// Days until the token stops working (1–3650); absent means it never expires.
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 3650))]
     pub expires_in_days: Option<u32>,
 }
 
@@ -274,8 +282,8 @@ impl NewToken {
     /// Checks the request; the message names the field.
     pub fn check(&self) -> Result<(), String> {
         let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err("name: give the token a name of 1-100 characters".into());
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err("name: give the token a name of 1-100 characters, without control characters".into());
         }
         if self.scopes.is_empty() {
             return Err("scopes: choose at least one of ingest, read, operate, admin".into());
@@ -290,8 +298,8 @@ impl NewToken {
 /// Checks a display name; the message says what to change.
 pub fn check_display_name(name: &str) -> Result<(), String> {
     let length = name.trim().chars().count();
-    if length == 0 || length > 200 {
-        return Err("display_name: 1-200 characters".into());
+    if length == 0 || length > 200 || name.chars().any(char::is_control) {
+        return Err("display_name: 1-200 characters, without control characters".into());
     }
     Ok(())
 }
@@ -332,6 +340,14 @@ mod tests {
         assert!("Operator".parse::<Role>().is_err());
         assert_eq!("ingest".parse::<Scope>(), Ok(Scope::Ingest));
         assert!("superuser".parse::<Scope>().unwrap_err().to_string().contains("ingest, read, operate, admin"));
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        assert!(check_display_name("Ada\0Lovelace").is_err());
+        assert!(check_display_name("Ada Lovelace").is_ok());
+        let token = NewToken { name: "wall\n3".into(), scopes: vec![Scope::Read], expires_in_days: None };
+        assert!(token.check().is_err());
     }
 
     #[test]

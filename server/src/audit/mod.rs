@@ -91,6 +91,12 @@ impl AuditEntry {
     }
 }
 
+/// PostgreSQL text can't hold NUL; what a caller typed (a user name at sign-in, a path) must
+/// still be recorded, so NUL becomes U+FFFD rather than failing the entry.
+fn storable(text: &Option<String>) -> Option<String> {
+    text.as_ref().map(|t| t.replace('\0', "\u{FFFD}"))
+}
+
 /// Appends one entry. Pass a transaction to make the entry part of the action it records.
 #[tracing::instrument(skip_all, fields(action = %entry.action, outcome = entry.outcome.as_str()))]
 pub async fn record(db: impl PgExecutor<'_>, entry: &AuditEntry, context: &RequestContext) -> Result<i64, sqlx::Error> {
@@ -101,15 +107,15 @@ pub async fn record(db: impl PgExecutor<'_>, entry: &AuditEntry, context: &Reque
            RETURNING id"#,
         entry.actor.kind.as_str(),
         entry.actor.id,
-        entry.actor.name,
+        entry.actor.name.replace('\0', "\u{FFFD}"),
         entry.action.as_str(),
-        entry.target,
+        storable(&entry.target),
         entry.before,
         entry.after,
-        entry.reason,
+        storable(&entry.reason),
         entry.outcome.as_str(),
-        entry.detail,
-        context.request_id,
+        storable(&entry.detail),
+        storable(&context.request_id),
         context.source_address,
     )
     .fetch_one(db)
@@ -128,6 +134,9 @@ const MAX_PAGE: i64 = 500;
 
 /// Newest first, filtered, one page at a time (keyset pagination on the id).
 pub async fn list(db: impl PgExecutor<'_>, filter: &AuditFilter) -> Result<AuditPage, ApiError> {
+    if filter.actor.as_ref().is_some_and(|a| a.contains('\0')) {
+        return Err(ApiError::BadRequest("actor: a name cannot contain a NUL character".into()));
+    }
     if let Some(action) = &filter.action {
         action.parse::<AuditAction>().map_err(|e| ApiError::BadRequest(format!("action: {e}")))?;
     }

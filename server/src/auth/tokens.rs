@@ -4,11 +4,7 @@ use app::model::{
     audit::{AuditAction, AuditOutcome},
     identity::{CreatedToken, NewToken, Scope, TokenSummary},
 };
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,7 +15,7 @@ use super::{
 };
 use crate::{
     audit::{self, Actor, ActorKind, AuditEntry},
-    http::error::{ApiError, ApiJson, ErrorBody},
+    http::error::{ApiError, ApiJson, ApiPath, ErrorBody},
     state::AppState,
 };
 
@@ -194,7 +190,7 @@ async fn list_tokens(
 
 /// Creates a token; the response is the only time its secret is shown.
 #[utoipa::path(post, path = "/tokens", tag = "access", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = CreatedToken), (status = 400, description = "The body is not valid JSON", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 422, description = "A field breaks a rule", body = ErrorBody)),
     security(("bearer" = []), ("session" = [])))]
 async fn create_token(
@@ -208,13 +204,13 @@ async fn create_token(
 
 /// Revokes a token at once, on every replica.
 #[utoipa::path(delete, path = "/tokens/{id}", tag = "access", params(("id" = i64, Path, description = "Token id")),
-    responses((status = 200, body = TokenSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = TokenSummary), (status = 400, description = "The id is not a number", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session" = [])))]
 async fn revoke_token(
     admin: Authorized<Admin>,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<TokenSummary>, ApiError> {
     Ok(Json(revoke(&state.db, id, &admin.principal.actor(), &admin.context).await?))
 }

@@ -5,17 +5,13 @@ use app::model::{
     audit::{AuditAction, AuditOutcome},
     identity::{NewUser, Role, UserSummary, UserUpdate, Username, check_display_name, check_new_password},
 };
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::StatusCode,
-};
+use axum::{Json, extract::State, http::StatusCode};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Admin, Authorized, RequestContext, password};
 use crate::{
     audit::{self, Actor, AuditEntry},
-    http::error::{ApiError, ApiJson, ErrorBody},
+    http::error::{ApiError, ApiJson, ApiPath, ErrorBody},
     state::AppState,
 };
 
@@ -199,7 +195,7 @@ async fn list_users(
 
 /// Creates a user.
 #[utoipa::path(post, path = "/users", tag = "access", request_body = NewUser,
-    responses((status = 201, body = UserSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 201, body = UserSummary), (status = 400, description = "The body is not valid JSON", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, description = "The name is taken", body = ErrorBody),
               (status = 422, description = "A field breaks a rule", body = ErrorBody)),
     security(("bearer" = []), ("session" = [])))]
@@ -215,13 +211,13 @@ async fn create_user(
 /// Changes a user's display name, role, password or disabled state.
 #[utoipa::path(patch, path = "/users/{username}", tag = "access", request_body = UserUpdate,
     params(("username" = String, Path, description = "User name")),
-    responses((status = 200, body = UserSummary), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = UserSummary), (status = 400, description = "The body is not valid JSON", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("session" = [])))]
 async fn update_user(
     admin: Authorized<Admin>,
     State(state): State<AppState>,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(change): ApiJson<UserUpdate>,
 ) -> Result<Json<UserSummary>, ApiError> {
     let username: Username = username.parse().map_err(|_| ApiError::NotFound(format!("no user named {username:?}")))?;

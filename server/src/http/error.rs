@@ -6,7 +6,7 @@ use axum::{
     Json,
     extract::{
         FromRequest, FromRequestParts, OriginalUri,
-        rejection::{JsonRejection, QueryRejection},
+        rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
@@ -123,6 +123,17 @@ impl From<QueryRejection> for ApiError {
         ApiError::BadRequest(rejection.body_text())
     }
 }
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// `Path` whose rejections use the API's error body.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// `Json` whose rejections use the API's error body.
 #[derive(Debug, FromRequest)]

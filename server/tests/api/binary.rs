@@ -2,7 +2,7 @@
 //! SIGTERM stops it cleanly; logs are JSON when stdout is not a terminal.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read as _},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -105,4 +105,106 @@ async fn migrate_applies_the_schema_and_exits() {
         .await
         .expect("the migrations table exists");
     assert_eq!(recorded as usize, opsdeck::db::MIGRATOR.iter().count());
+}
+
+/// Runs an `opsdeck` subcommand with `stdin` as its standard input.
+fn run_with_input(args: &[&str], database_url: &str, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = opsdeck()
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    child.stdin.take().expect("piped").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("finishes")
+}
+
+#[tokio::test]
+async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reach_the_logs() {
+    let env = TestEnv::from_env();
+    let database = env.fresh_database().await.to_string();
+    let password = "a-password-only-this-test-knows";
+    let added = run_with_input(
+        &["user", "add", "--role", "admin", "--display-name", "Root Admin", "root"],
+        &database,
+        &format!("{password}\n"),
+    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let created = run_with_input(&["token", "create", "--name", "ci", "--scope", "read,ingest"], &database, "");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let token = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("odk_"))
+        .expect("the token is printed")
+        .to_owned();
+
+    let port = free_port();
+    let mut server = opsdeck()
+        .arg("serve")
+        .env("RUST_LOG", "debug")
+        .env("OPSDECK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DATABASE_URL", &database)
+        .env("OPSDECK_INFLUX_URL", env.influx_url.as_str())
+        .env("OPSDECK_SITE_ROOT", &env.site_root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = testkit::TestApp::browser_like_client();
+    wait_until("the server to answer", Duration::from_secs(30), || {
+        let request = http.get(format!("{base}/healthz")).send();
+        async move { request.await.ok().filter(|r| r.status().is_success()) }
+    })
+    .await;
+
+    // Sign in with the password (and fail once with another), and use the token.
+    for attempt in ["not-the-password-either", password] {
+        let page = http.get(format!("{base}/login")).send().await.expect("page").text().await.expect("html");
+        let login_csrf = testkit::hidden_field(&page, "login_csrf").expect("token");
+        let response = http
+            .post(format!("{base}/auth/login"))
+            .form(&[("username", "root"), ("password", attempt), ("login_csrf", &login_csrf)])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(response.status(), 303);
+    }
+    let me: serde_json::Value =
+        http.get(format!("{base}/api/v1/me")).send().await.expect("me").json().await.expect("json");
+    assert_eq!(me["name"], "root", "signed in with the password from standard input");
+    let with_token =
+        reqwest::Client::new().get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.expect("me");
+    assert_eq!(with_token.status(), 200);
+
+    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill");
+    let output = tokio::task::spawn_blocking(move || {
+        let _ = server.wait();
+        let mut text = String::new();
+        for stream in [
+            server.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
+            server.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
+        ] {
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_string(&mut text);
+            }
+        }
+        text
+    })
+    .await
+    .expect("joins");
+    let command_logs = format!("{}{}", String::from_utf8_lossy(&added.stdout), String::from_utf8_lossy(&added.stderr));
+    assert!(output.contains("\"level\":\"DEBUG\""), "debug logging was on, so the check means something");
+    for (name, secret) in
+        [("password", password), ("failed password", "not-the-password-either"), ("token", token.as_str())]
+    {
+        assert!(!output.contains(secret), "the {name} appears in the server log");
+        assert!(!command_logs.contains(secret), "the {name} appears in the command's output");
+    }
+    assert!(!output.contains(&token[4..20]), "no part of the token's secret appears");
 }

@@ -6,3 +6,4 @@ mod binary;
 mod health;
 mod influx;
 mod layers;
+mod openapi;

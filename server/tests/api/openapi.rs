@@ -1,0 +1,30 @@
+//! The OpenAPI document: served, complete for the routes that exist, with both ways to sign in.
+
+use testkit::TestApp;
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route_and_its_security() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/api/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let document: serde_json::Value = response.json().await.expect("json");
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/api/v1/me", "get"),
+        ("/api/v1/audit", "get"),
+        ("/api/v1/users", "get"),
+        ("/api/v1/users", "post"),
+        ("/api/v1/users/{username}", "patch"),
+        ("/api/v1/tokens", "get"),
+        ("/api/v1/tokens", "post"),
+        ("/api/v1/tokens/{id}", "delete"),
+    ] {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
+    }
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["session"]["in"], "cookie");
+}
