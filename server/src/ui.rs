@@ -60,6 +60,20 @@ fn request_parts() -> BackendResult<Parts> {
     use_context::<Parts>().ok_or_else(|| BackendError { status: 500, message: "no request in context".into() })
 }
 
+impl ServerBackend {
+    /// The caller, if allowed `scope`; `csrf` is the token a changing form sent.
+    async fn allowed(
+        &self,
+        parts: &Parts,
+        scope: Scope,
+        csrf: Option<&str>,
+    ) -> BackendResult<(Principal, RequestContext)> {
+        let csrf = csrf.map_or(Csrf::NotNeeded, |token| Csrf::Submitted(Some(token)));
+        let principal = auth::authorize(&self.state, parts, scope, csrf).await.map_err(refused)?;
+        Ok((principal, RequestContext::from_parts(parts)))
+    }
+}
+
 impl Backend for ServerBackend {
     fn readiness(&self) -> BoxFuture<'_, Readiness> {
         Box::pin(crate::health::check_readiness(&self.state))
@@ -100,7 +114,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            auth::authorize(&self.state, &parts, Scope::Read, Csrf::NotNeeded).await.map_err(refused)?;
+            self.allowed(&parts, Scope::Read, None).await?;
             audit::list(&self.state.db, &filter).await.map_err(refused)
         })
     }
@@ -109,7 +123,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            auth::authorize(&self.state, &parts, Scope::Admin, Csrf::NotNeeded).await.map_err(refused)?;
+            self.allowed(&parts, Scope::Admin, None).await?;
             auth::users::list(&self.state.db).await.map_err(|e| refused(e.into()))
         })
     }
@@ -118,7 +132,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            auth::authorize(&self.state, &parts, Scope::Admin, Csrf::NotNeeded).await.map_err(refused)?;
+            self.allowed(&parts, Scope::Admin, None).await?;
             auth::tokens::list(&self.state.db).await.map_err(|e| refused(e.into()))
         })
     }
@@ -130,9 +144,7 @@ impl Backend for ServerBackend {
             let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
                 .await
                 .map_err(refused)?;
-            auth::users::create(&self.state.db, user, &admin.actor(), &RequestContext::from_parts(&parts))
-                .await
-                .map_err(refused)
+            auth::users::create(&self.state.db, user, &admin.actor(), &context).await.map_err(refused)
         })
     }
 
@@ -148,9 +160,7 @@ impl Backend for ServerBackend {
             let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
                 .await
                 .map_err(refused)?;
-            auth::users::update(&self.state.db, &username, change, &admin.actor(), &RequestContext::from_parts(&parts))
-                .await
-                .map_err(refused)
+            auth::users::update(&self.state.db, &username, change, &admin.actor(), &context).await.map_err(refused)
         })
     }
 
@@ -161,9 +171,7 @@ impl Backend for ServerBackend {
             let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
                 .await
                 .map_err(refused)?;
-            auth::tokens::create(&self.state.db, &token, &admin.actor(), &RequestContext::from_parts(&parts))
-                .await
-                .map_err(refused)
+            auth::tokens::create(&self.state.db, &token, &admin.actor(), &context).await.map_err(refused)
         })
     }
 
@@ -174,9 +182,7 @@ impl Backend for ServerBackend {
             let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
                 .await
                 .map_err(refused)?;
-            auth::tokens::revoke(&self.state.db, id, &admin.actor(), &RequestContext::from_parts(&parts))
-                .await
-                .map_err(refused)
+            auth::tokens::revoke(&self.state.db, id, &admin.actor(), &context).await.map_err(refused)
         })
     }
 }
