@@ -141,9 +141,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
-                .await
-                .map_err(refused)?;
+            let (admin, context) = self.allowed(&parts, Scope::Admin, Some(&csrf)).await?;
             auth::users::create(&self.state.db, user, &admin.actor(), &context).await.map_err(refused)
         })
     }
@@ -157,9 +155,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
-                .await
-                .map_err(refused)?;
+            let (admin, context) = self.allowed(&parts, Scope::Admin, Some(&csrf)).await?;
             auth::users::update(&self.state.db, &username, change, &admin.actor(), &context).await.map_err(refused)
         })
     }
@@ -168,9 +164,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
-                .await
-                .map_err(refused)?;
+            let (admin, context) = self.allowed(&parts, Scope::Admin, Some(&csrf)).await?;
             auth::tokens::create(&self.state.db, &token, &admin.actor(), &context).await.map_err(refused)
         })
     }
@@ -179,9 +173,7 @@ impl Backend for ServerBackend {
         let parts = request_parts();
         Box::pin(async move {
             let parts = parts?;
-            let admin = auth::authorize(&self.state, &parts, Scope::Admin, Csrf::Submitted(Some(&csrf)))
-                .await
-                .map_err(refused)?;
+            let (admin, context) = self.allowed(&parts, Scope::Admin, Some(&csrf)).await?;
             auth::tokens::revoke(&self.state.db, id, &admin.actor(), &context).await.map_err(refused)
         })
     }
