@@ -11,6 +11,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod influx;
+pub mod resilience;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
