@@ -15,4 +15,5 @@ pub mod resilience;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod topology;
 pub mod ui;

@@ -13,6 +13,11 @@ use crate::{cli::ServeSettings, influx::InfluxClient, state::AppState};
 /// sets the same name for the Leptos build.
 pub const BUNDLE_NAME: &str = "opsdeck";
 
+/// How often instances without heartbeats are looked for, and how long an expired instance
+/// stays listed (so people see it go) before it is removed.
+const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+const EXPIRED_GRACE: Duration = Duration::from_secs(300);
+
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
@@ -36,7 +41,13 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen).await.with_context(|| {
             format!("cannot listen on {} (--listen / OPSDECK_LISTEN): is the port taken?", settings.http.listen)
         })?;
-        let state = AppState { db, influx, leptos, auth: std::sync::Arc::new(settings.auth.clone()) };
+        let state = AppState {
+            db,
+            influx,
+            leptos,
+            auth: std::sync::Arc::new(settings.auth.clone()),
+            round_robin: std::sync::Arc::default(),
+        };
         let router = crate::http::router(state.clone(), &settings.http);
         Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
     }
@@ -56,6 +67,14 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// for up to the grace period, and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let expiry =
+            tokio::spawn(crate::topology::registry::run_expiry(self.state.db.clone(), EXPIRY_EVERY, EXPIRED_GRACE));
+        let outcome = self.serve(shutdown).await;
+        expiry.abort();
+        outcome
+    }
+
+    async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let begun = Arc::new(tokio::sync::Notify::new());
         let signal = {
             let begun = begun.clone();

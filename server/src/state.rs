@@ -13,6 +13,7 @@ pub struct AppState {
     pub influx: InfluxClient,
     pub leptos: LeptosOptions,
     pub auth: std::sync::Arc<AuthSettings>,
+    pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

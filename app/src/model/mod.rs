@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod topology;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

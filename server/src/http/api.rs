@@ -23,6 +23,7 @@ use crate::state::AppState;
         (name = "health", description = "opsdeck's own liveness and readiness"),
         (name = "access", description = "Who you are; users and API tokens"),
         (name = "audit", description = "The append-only record of every action and refusal"),
+        (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
     )
 )]
 struct ApiDoc;
@@ -45,7 +46,10 @@ impl Modify for SecuritySchemes {
 
 /// Every documented route, and the document itself.
 pub fn routes() -> Router<AppState> {
-    let v1 = OpenApiRouter::new().merge(crate::auth::api_routes()).merge(crate::audit::routes());
+    let v1 = OpenApiRouter::new()
+        .merge(crate::auth::api_routes())
+        .merge(crate::audit::routes())
+        .merge(crate::topology::api_routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
         .nest("/api/v1", v1)

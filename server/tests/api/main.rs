@@ -7,3 +7,4 @@ mod health;
 mod influx;
 mod layers;
 mod openapi;
+mod topology;

@@ -21,6 +21,11 @@ async fn the_openapi_document_describes_every_api_route_and_its_security() {
         ("/api/v1/tokens", "get"),
         ("/api/v1/tokens", "post"),
         ("/api/v1/tokens/{id}", "delete"),
+        ("/api/v1/instances", "get"),
+        ("/api/v1/instances", "post"),
+        ("/api/v1/instances/{id}/heartbeat", "put"),
+        ("/api/v1/instances/{id}", "delete"),
+        ("/api/v1/discovery/{service}", "get"),
     ] {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
     }
