@@ -99,40 +99,22 @@ pub async fn create(
     Ok(CreatedToken { token, secret })
 }
 
-async fn find(db: impl sqlx::PgExecutor<'_>, id: i64) -> Result<Option<TokenSummary>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT t.id, t.name, t.prefix, t.scopes, u.username AS "created_by?", t.created_at, t.expires_at,
-                  t.last_used_at, t.revoked_at
-           FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by WHERE t.id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| TokenSummary {
-        id: r.id,
-        name: r.name,
-        prefix: r.prefix,
-        scopes: parse_scopes(&r.scopes),
-        created_by: r.created_by,
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-        last_used_at: r.last_used_at,
-        revoked_at: r.revoked_at,
-    }))
+/// A token row as selected for listing.
+struct TokenRow {
+    id: i64,
+    name: String,
+    prefix: String,
+    scopes: Vec<String>,
+    created_by: Option<String>,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
-/// Every token, newest first.
-pub async fn list(db: &sqlx::PgPool) -> Result<Vec<TokenSummary>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT t.id, t.name, t.prefix, t.scopes, u.username AS "created_by?", t.created_at, t.expires_at,
-                  t.last_used_at, t.revoked_at
-           FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by ORDER BY t.id DESC"#
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| TokenSummary {
+impl From<TokenRow> for TokenSummary {
+    fn from(r: TokenRow) -> Self {
+        TokenSummary {
             id: r.id,
             name: r.name,
             prefix: r.prefix,
@@ -142,8 +124,34 @@ pub async fn list(db: &sqlx::PgPool) -> Result<Vec<TokenSummary>, sqlx::Error> {
             expires_at: r.expires_at,
             last_used_at: r.last_used_at,
             revoked_at: r.revoked_at,
-        })
-        .collect())
+        }
+    }
+}
+
+async fn find(db: impl sqlx::PgExecutor<'_>, id: i64) -> Result<Option<TokenSummary>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        TokenRow,
+        r#"SELECT t.id, t.name, t.prefix, t.scopes, u.username AS "created_by?", t.created_at, t.expires_at,
+                  t.last_used_at, t.revoked_at
+           FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by WHERE t.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(TokenSummary::from))
+}
+
+/// Every token, newest first.
+pub async fn list(db: &sqlx::PgPool) -> Result<Vec<TokenSummary>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        TokenRow,
+        r#"SELECT t.id, t.name, t.prefix, t.scopes, u.username AS "created_by?", t.created_at, t.expires_at,
+                  t.last_used_at, t.revoked_at
+           FROM api_tokens t LEFT JOIN users u ON u.id = t.created_by ORDER BY t.id DESC"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(TokenSummary::from).collect())
 }
 
 /// Revokes a token; revoking a revoked token changes nothing and says so.

@@ -186,13 +186,11 @@ async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reac
     let output = tokio::task::spawn_blocking(move || {
         let _ = server.wait();
         let mut text = String::new();
-        for stream in [
-            server.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
-            server.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read>),
-        ] {
-            if let Some(mut stream) = stream {
-                let _ = stream.read_to_string(&mut text);
-            }
+        if let Some(mut out) = server.stdout.take() {
+            let _ = out.read_to_string(&mut text);
+        }
+        if let Some(mut err) = server.stderr.take() {
+            let _ = err.read_to_string(&mut text);
         }
         text
     })
