@@ -8,12 +8,12 @@ use leptos::prelude::*;
 use leptos::server_fn::{self, codec::JsonEncoding};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "ssr")]
+use crate::model::identity::{NewToken, NewUser, Role, Scope, UserUpdate, Username};
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
-    identity::{
-        CreatedToken, CurrentUser, NewToken, NewUser, Role, Scope, TokenSummary, UserSummary, UserUpdate, Username,
-    },
+    identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
 };
 
 /// What a page shows when a server function fails.

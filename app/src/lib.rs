@@ -19,7 +19,7 @@ use leptos_router::{
 };
 
 use crate::components::shell::Shell;
-use crate::pages::{login::LoginPage, not_found::NotFound, overview::OverviewPage};
+use crate::pages::{admin::AdminPage, audit::AuditPage, login::LoginPage, not_found::NotFound, overview::OverviewPage};
 
 /// The HTML document around the app: rendered once per request on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -53,6 +53,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=OverviewPage />
                     // Async: the sign-in form's cookie must be set before the first byte is sent.
                     <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("audit") view=AuditPage />
+                    <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>
             </Shell>
         </Router>

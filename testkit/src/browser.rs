@@ -51,6 +51,9 @@ impl Browser {
             async move { builder.connect(&webdriver).await.ok() }
         })
         .await;
+        // Fail in seconds, not WebDriver's default five minutes, if a page never finishes loading.
+        let timeouts = fantoccini::wd::TimeoutConfiguration::new(None, Some(Duration::from_secs(30)), None);
+        client.update_timeouts(timeouts).await.expect("set the page-load timeout");
         let browser = Self { client, driver, profile };
         browser.set_viewport(width, height).await;
         browser
@@ -76,9 +79,15 @@ impl Browser {
         form.set_by_name("username", username).await.expect("type the user name");
         form.set_by_name("password", password).await.expect("type the password");
         form.submit().await.expect("submit");
+        // The URL first: the sign-in page's own hydration marker could satisfy the next wait
+        // while the form post is still on its way.
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_url(&url.parse().expect("a URL"))
+            .await
+            .expect("back where we started after signing in");
         self.wait_hydrated().await;
-        let now = self.client.current_url().await.expect("url");
-        assert_eq!(now.as_str(), url, "back where we started after signing in");
     }
 
     /// Waits until the wasm has taken over the page.

@@ -110,7 +110,7 @@ async fn signing_in_shows_name_and_role_and_signing_out_ends_the_session_server_
     browser.sign_in(&app.url("/"), "sam", &password).await;
 
     let who = page.find(Locator::Css(".user-name")).await.expect("who is signed in").text().await.expect("text");
-    assert!(who.contains("sam (test)") && who.contains("operator"), "{who}");
+    assert!(who.contains("sam (test)") && who.to_lowercase().contains("operator"), "{who}");
     let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions").fetch_one(&app.db).await.expect("count");
     assert_eq!(sessions, 1);
     browser.screenshot("overview-signed-in-1280x800").await;

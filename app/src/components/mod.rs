@@ -1,8 +1,11 @@
 //! Reusable pieces of the UI.
 
+pub mod admin;
+pub mod audit_log;
 pub mod live;
 pub mod readiness;
 pub mod shell;
 pub mod status;
 pub mod theme;
+pub mod timestamp;
 pub mod user_menu;

@@ -26,8 +26,9 @@ const NAV: &[NavEntry] = &[
     NavEntry { label: "Services", target: NavTarget::ArrivesWith("topology and health checking") },
     NavEntry { label: "Releases", target: NavTarget::ArrivesWith("traffic and releases") },
     NavEntry { label: "Logs", target: NavTarget::ArrivesWith("metrics and logs") },
-    NavEntry { label: "Audit", target: NavTarget::ArrivesWith("identity, access and audit") },
+    NavEntry { label: "Audit", target: NavTarget::Page("/audit") },
     NavEntry { label: "Wall", target: NavTarget::ArrivesWith("the wall display") },
+    NavEntry { label: "Admin", target: NavTarget::Page("/admin") },
 ];
 
 /// The app frame. Marks itself `data-hydrated` once the wasm has taken over (tests wait on it).
@@ -59,10 +60,15 @@ pub fn Shell(children: Children) -> impl IntoView {
             <header class="app-header">
                 <a class="app-brand" href="/">"opsdeck"</a>
                 <nav class="app-nav" aria-label="Main">{nav}</nav>
-                <ReadinessStrip />
-                <ThemeToggle theme />
-                <UserMenu />
+                <div class="app-header-end">
+                    <UserMenu />
+                    <ThemeToggle theme />
+                </div>
             </header>
+            // The health of opsdeck itself, on its own row so it never competes with the menu.
+            <div class="app-status">
+                <ReadinessStrip />
+            </div>
             <main class="app-main">{children()}</main>
         </div>
     }

@@ -339,7 +339,9 @@ mod tests {
         assert_eq!("operator".parse::<Role>(), Ok(Role::Operator));
         assert!("Operator".parse::<Role>().is_err());
         assert_eq!("ingest".parse::<Scope>(), Ok(Scope::Ingest));
-        assert!("superuser".parse::<Scope>().unwrap_err().to_string().contains("ingest, read, operate, admin"));
+        assert!(
+            "superuser".parse::<Scope>().expect_err("not a scope").to_string().contains("ingest, read, operate, admin")
+        );
     }
 
     #[test]
@@ -352,7 +354,7 @@ mod tests {
 
     #[test]
     fn short_passwords_are_refused_with_the_rule() {
-        assert!(check_new_password("short").unwrap_err().contains("12"));
+        assert!(check_new_password("short").expect_err("too short").contains("12"));
         assert!(check_new_password("correct horse battery").is_ok());
     }
 }

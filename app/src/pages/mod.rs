@@ -1,5 +1,7 @@
 //! One module per route.
 
+pub mod admin;
+pub mod audit;
 pub mod login;
 pub mod not_found;
 pub mod overview;
