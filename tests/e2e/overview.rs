@@ -31,6 +31,10 @@ async fn the_bundle_and_stylesheet_are_served() {
         assert_eq!(response.status(), 200, "{path}");
         let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
         assert!(content_type.contains(kind), "{path}: {content_type}");
+        // Precompressed at build time, not compressed on every request.
+        let compressed = app.http.get(app.url(path)).header("accept-encoding", "br").send().await.expect("answer");
+        assert_eq!(compressed.headers()["content-encoding"], "br", "{path}");
+        assert!(compressed.headers()["content-type"].to_str().expect("ascii").contains(kind), "{path}");
     }
 }
 

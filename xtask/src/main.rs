@@ -66,6 +66,9 @@ fn main() -> anyhow::Result<()> {
     let css = bundle_css(Path::new("style/main.css"))?;
     fs::write(pkg.join(format!("{BUNDLE}.css")), css)?;
     copy_dir(Path::new("public"), &out)?;
+    for name in ["js", "wasm", "css"] {
+        precompress(&pkg.join(format!("{BUNDLE}.{name}")))?;
+    }
     step(&format!("site ready in {}", out.display()));
     Ok(())
 }
@@ -159,6 +162,29 @@ fn bundle_css(entry: &Path) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+/// Writes `FILE.br` and `FILE.gz` beside `FILE`. The server sends these as they are to
+/// browsers that accept them, instead of compressing the bundle on every request.
+fn precompress(file: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let raw = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut br = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    brotli::BrotliCompress(&mut raw.as_slice(), &mut br, &params)?;
+    fs::write(with_suffix(file, "br"), &br)?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&raw)?;
+    fs::write(with_suffix(file, "gz"), gz.finish()?)?;
+    step(&format!("{}: {} KB, {} KB brotli", file.display(), raw.len() / 1024, br.len() / 1024));
+    Ok(())
+}
+
+fn with_suffix(file: &Path, suffix: &str) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -341,3 +341,75 @@ async fn responses_carry_security_headers_and_pages_a_nonce_policy() {
             && !policy.contains("script-src 'self' 'unsafe-inline'")
     );
 }
+
+#[tokio::test]
+async fn sessions_end_after_the_idle_time_and_after_their_lifetime() {
+    let app = TestApp::spawn().await;
+    let password = app.add_user("ida", Role::Viewer).await;
+    let (session, _) = app.sign_in("ida", &password).await;
+    assert_eq!(session.get(app.url("/api/v1/me")).send().await.expect("me").status(), 200);
+
+    // Unused for longer than the idle time (12 h in tests).
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '13 hours'").execute(&app.db).await.expect("age");
+    assert_eq!(session.get(app.url("/api/v1/me")).send().await.expect("me").status(), 401);
+
+    // Recently used, but past its absolute expiry.
+    sqlx::query("UPDATE sessions SET last_seen_at = now(), expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .expect("age");
+    assert_eq!(session.get(app.url("/api/v1/me")).send().await.expect("me").status(), 401);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_same_site_and_secure_behind_tls() {
+    let app = TestApp::spawn_with(|settings| settings.auth.cookie_secure = opsdeck::cli::CookieSecure::Auto).await;
+    let password = app.add_user("tess", Role::Viewer).await;
+    for (proto, secure) in [("http", false), ("https", true)] {
+        let client = TestApp::browser_like_client();
+        let page = client.get(app.url("/login")).send().await.expect("page").text().await.expect("html");
+        let token = testkit::hidden_field(&page, "login_csrf").expect("token");
+        let response = client
+            .post(app.url("/auth/login"))
+            .header("x-forwarded-proto", proto)
+            .form(&[("username", "tess"), ("password", password.as_str()), ("login_csrf", token.as_str())])
+            .send()
+            .await
+            .expect("sign in");
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("opsdeck_session="))
+            .expect("a session cookie")
+            .to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+        assert_eq!(cookie.contains("Secure"), secure, "{proto}: {cookie}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_records_when_it_was_last_used() {
+    let app = TestApp::spawn().await;
+    let admin = app.token("admin-bot", &[Scope::Admin]).await;
+    let reader = app.token("reader-bot", &[Scope::Read]).await;
+    app.http.get(app.url("/api/v1/me")).bearer_auth(&reader).send().await.expect("me");
+    let tokens: Value = app
+        .http
+        .get(app.url("/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let reader_row =
+        tokens.as_array().and_then(|t| t.iter().find(|t| t["name"] == "reader-bot")).expect("listed").clone();
+    assert!(reader_row["last_used_at"].is_string(), "{reader_row}");
+    assert!(
+        reader_row.get("secret").is_none() && !reader_row.to_string().contains(&reader[4..]),
+        "lists never show secrets"
+    );
+}
