@@ -43,6 +43,19 @@ pub fn check_host(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Metadata is for a few facts about an instance, not a document store.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// PostgreSQL's JSONB can't hold NUL in any key or string.
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
 /// The heartbeat TTL when the registrant doesn't choose one.
 pub const DEFAULT_TTL_SECONDS: u32 = 30;
 
@@ -94,6 +107,15 @@ impl RegisterInstance {
         }
         if self.ttl_seconds.is_some_and(|ttl| !(1..=3600).contains(&ttl)) {
             return Err("ttl_seconds: must be between 1 and 3600".into());
+        }
+        if let Some(metadata) = &self.metadata {
+            let value = serde_json::Value::Object(metadata.clone());
+            if value.to_string().len() > MAX_METADATA_BYTES {
+                return Err(format!("metadata: at most {MAX_METADATA_BYTES} bytes of JSON"));
+            }
+            if contains_nul(&value) {
+                return Err("metadata: text cannot contain the NUL character (\\u0000)".into());
+            }
         }
         Ok(())
     }
@@ -232,6 +254,20 @@ mod tests {
             (RegisterInstance { ttl_seconds: Some(0), ..registration() }, "ttl_seconds:"),
             (RegisterInstance { ttl_seconds: Some(86_400), ..registration() }, "ttl_seconds:"),
             (RegisterInstance { health_check_path: Some("healthz".into()), ..registration() }, "health_check_path:"),
+            (
+                RegisterInstance {
+                    metadata: serde_json::json!({"a": {"b\u{0}": 1}}).as_object().cloned(),
+                    ..registration()
+                },
+                "metadata:",
+            ),
+            (
+                RegisterInstance {
+                    metadata: serde_json::json!({"big": "x".repeat(20_000)}).as_object().cloned(),
+                    ..registration()
+                },
+                "metadata:",
+            ),
         ];
         for (request, field) in cases {
             let error = request.check().expect_err(field);
