@@ -70,11 +70,6 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, UiError> {
 }
 
 #[server(prefix = "/_fn")]
-pub async fn login_form_token() -> Result<String, UiError> {
-    Ok(backend()?.login_form_token())
-}
-
-#[server(prefix = "/_fn")]
 pub async fn list_audit(filter: AuditFilter) -> Result<AuditPage, UiError> {
     Ok(backend()?.audit(filter).await?)
 }

@@ -30,9 +30,6 @@ pub trait Backend: Send + Sync + 'static {
     /// The signed-in user of this request, if any.
     fn current_user(&self) -> BoxFuture<'_, BackendResult<Option<CurrentUser>>>;
 
-    /// A fresh anti-forgery token for the sign-in form (also set as a cookie on the response).
-    fn login_form_token(&self) -> String;
-
     /// The audit log (needs read).
     fn audit(&self, filter: AuditFilter) -> BoxFuture<'_, BackendResult<AuditPage>>;
 
@@ -54,3 +51,12 @@ pub trait Backend: Send + Sync + 'static {
 
 /// The handle stored in Leptos context.
 pub type SharedBackend = Arc<dyn Backend>;
+
+/// The sign-in form's anti-forgery token for this request. The server puts it in the request's
+/// extensions (and the same value in the `opsdeck_login_csrf` cookie) before the page renders,
+/// so the form needs no server round trip and the hydrated page reads the same value back.
+#[derive(Debug, Clone)]
+pub struct LoginFormToken(pub String);
+
+/// The cookie that carries [`LoginFormToken`] (readable by the page, so not HttpOnly).
+pub const LOGIN_FORM_COOKIE: &str = "opsdeck_login_csrf";

@@ -14,7 +14,7 @@ pub mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode, StaticSegment,
+    StaticSegment,
     components::{Route, Router, Routes},
 };
 
@@ -51,8 +51,7 @@ pub fn App() -> impl IntoView {
             <Shell>
                 <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=OverviewPage />
-                    // Async: the sign-in form's cookie must be set before the first byte is sent.
-                    <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("login") view=LoginPage />
                     <Route path=StaticSegment("audit") view=AuditPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>

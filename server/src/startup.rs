@@ -67,10 +67,12 @@ impl Application {
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// for up to the grace period, and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let expiry =
-            tokio::spawn(crate::topology::registry::run_expiry(self.state.db.clone(), EXPIRY_EVERY, EXPIRED_GRACE));
+        let workers = [
+            tokio::spawn(crate::topology::registry::run_expiry(self.state.db.clone(), EXPIRY_EVERY, EXPIRED_GRACE)),
+            tokio::spawn(crate::topology::checker::run(self.state.db.clone(), self.state.influx.clone())),
+        ];
         let outcome = self.serve(shutdown).await;
-        expiry.abort();
+        workers.iter().for_each(tokio::task::JoinHandle::abort);
         outcome
     }
 

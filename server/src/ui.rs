@@ -95,21 +95,6 @@ impl Backend for ServerBackend {
         })
     }
 
-    fn login_form_token(&self) -> String {
-        let token = auth::secret::random_secret();
-        if let (Some(response), Ok(parts)) = (use_context::<ResponseOptions>(), request_parts()) {
-            let secure = sessions::secure_cookies(self.state.auth.cookie_secure, &parts.headers);
-            let cookie = sessions::set_cookie(
-                sessions::LOGIN_CSRF_COOKIE,
-                token.clone(),
-                Some(std::time::Duration::from_secs(3600)),
-                secure,
-            );
-            response.append_header(http::header::SET_COOKIE, cookie);
-        }
-        token
-    }
-
     fn audit(&self, filter: AuditFilter) -> BoxFuture<'_, BackendResult<AuditPage>> {
         let parts = request_parts();
         Box::pin(async move {
@@ -182,6 +167,9 @@ impl Backend for ServerBackend {
 /// Pages need a signed-in user (or anonymous read switched on); others are sent to sign in and
 /// brought back afterwards. Server functions check for themselves.
 async fn require_sign_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/login" && request.method() == http::Method::GET {
+        return with_login_form_token(&state, request, next).await;
+    }
     let path = request.uri().path();
     let exempt = path == "/login" || path.starts_with("/_fn/") || request.method() != http::Method::GET;
     if exempt || state.auth.anonymous_read {
@@ -195,6 +183,19 @@ async fn require_sign_in(State(state): State<AppState>, request: Request, next: 
             Redirect::to(&format!("/login?{query}")).into_response()
         }
     }
+}
+
+/// The sign-in page gets a fresh anti-forgery token: in the request for the render, and in a
+/// cookie for the form post to match (double submit: there is no session yet).
+async fn with_login_form_token(state: &AppState, mut request: Request, next: Next) -> Response {
+    let token = auth::secret::random_secret();
+    let secure = sessions::secure_cookies(state.auth.cookie_secure, request.headers());
+    request.extensions_mut().insert(app::backend::LoginFormToken(token.clone()));
+    let mut response = next.run(request).await;
+    let cookie =
+        sessions::readable_cookie(app::backend::LOGIN_FORM_COOKIE, token, std::time::Duration::from_secs(3600), secure);
+    response.headers_mut().append(http::header::SET_COOKIE, cookie);
+    response
 }
 
 /// Page routes, server-function routes, and static files from the site folder.

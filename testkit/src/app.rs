@@ -120,6 +120,10 @@ impl TestApp {
 
     /// Starts the app with exactly these settings.
     pub async fn start(settings: ServeSettings) -> Self {
+        // `OPSDECK_TEST_LOG=1 cargo test …` shows the app's own log while debugging a test.
+        if std::env::var_os("OPSDECK_TEST_LOG").is_some() {
+            opsdeck::telemetry::init(opsdeck::cli::LogFormat::Pretty);
+        }
         let application = Application::build(settings).await.expect("the application builds");
         let address = format!("http://{}", application.local_addr());
         let db = application.state().db.clone();

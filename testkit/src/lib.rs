@@ -8,9 +8,11 @@
 mod app;
 mod browser;
 mod influx_process;
+mod target;
 mod wait;
 
 pub use app::{TestApp, TestEnv, hidden_field};
 pub use browser::Browser;
 pub use influx_process::InfluxProcess;
+pub use target::TargetServer;
 pub use wait::{free_port, wait_until};

@@ -30,37 +30,40 @@ impl Theme {
 
     /// Reads the theme from a `Cookie` header value; anything unexpected means the default.
     pub fn from_cookie_header(header: &str) -> Self {
-        header
-            .split(';')
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, value)| if value == "light" { Theme::Light } else { Theme::Dark })
-            .unwrap_or_default()
+        match cookie_in(header, COOKIE) {
+            Some("light") => Theme::Light,
+            _ => Theme::Dark,
+        }
     }
 }
 
-/// The theme the request (server) or the document (browser) carries.
-pub fn initial_theme() -> Theme {
+/// The value of cookie `name` in a `Cookie` header (or `document.cookie`) string.
+pub fn cookie_in<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').filter_map(|pair| pair.trim().split_once('=')).find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
+/// The cookies of this page: the request's on the server, `document.cookie` in the browser.
+pub fn page_cookies() -> String {
     #[cfg(feature = "ssr")]
     {
         use_context::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get(http::header::COOKIE)?.to_str().ok().map(Theme::from_cookie_header))
+            .and_then(|parts| parts.headers.get(http::header::COOKIE)?.to_str().ok().map(str::to_owned))
             .unwrap_or_default()
     }
     #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
     {
         use wasm_bindgen::JsCast;
-        document()
-            .dyn_into::<web_sys::HtmlDocument>()
-            .ok()
-            .and_then(|d| d.cookie().ok())
-            .map(|c| Theme::from_cookie_header(&c))
-            .unwrap_or_default()
+        document().dyn_into::<web_sys::HtmlDocument>().ok().and_then(|d| d.cookie().ok()).unwrap_or_default()
     }
     #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
     {
-        Theme::default()
+        String::new()
     }
+}
+
+/// The theme the request (server) or the document (browser) carries.
+pub fn initial_theme() -> Theme {
+    Theme::from_cookie_header(&page_cookies())
 }
 
 /// Remembers the choice for a year.

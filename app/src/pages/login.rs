@@ -4,7 +4,20 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::login_form_token;
+use crate::backend::LOGIN_FORM_COOKIE;
+use crate::components::theme::{cookie_in, page_cookies};
+
+/// The form's anti-forgery token: from the request on the server (set there just before this
+/// render), from the cookie it came with in the browser — the same value either way.
+fn form_token() -> String {
+    #[cfg(feature = "ssr")]
+    if let Some(token) = use_context::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<crate::backend::LoginFormToken>().cloned())
+    {
+        return token.0;
+    }
+    cookie_in(&page_cookies(), LOGIN_FORM_COOKIE).unwrap_or_default().to_owned()
+}
 
 /// What the sign-in handler's `?error=` means, in words.
 fn explain(error: &str) -> &'static str {
@@ -22,7 +35,7 @@ pub fn LoginPage() -> impl IntoView {
     let next = move || query.with(|q| q.get("next").unwrap_or_else(|| "/".into()));
     let error = move || query.with(|q| q.get("error"));
     let signed_out = move || query.with(|q| q.get("signed_out").is_some());
-    let token = Resource::new(|| (), |_| login_form_token());
+    let token = form_token();
     view! {
         <Title text="Sign in" />
         <section class="page page-login">
@@ -30,12 +43,7 @@ pub fn LoginPage() -> impl IntoView {
                 <h1>"Sign in to opsdeck"</h1>
                 {move || error().map(|e| view! { <p class="notice is-down" role="alert">"✕ " {explain(&e)}</p> })}
                 {move || signed_out().then(|| view! { <p class="notice" role="status">"You have signed out."</p> })}
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        let value = token.await.unwrap_or_default();
-                        view! { <input type="hidden" name="login_csrf" value=value /> }
-                    })}
-                </Suspense>
+                <input type="hidden" name="login_csrf" value=token />
                 <input type="hidden" name="next" value=next />
                 <label class="field">
                     <span>"User name"</span>

@@ -32,7 +32,7 @@ use crate::{
 
 pub const SESSION_COOKIE: &str = "opsdeck_session";
 /// Double-submit cookie that protects the sign-in form itself (there is no session yet).
-pub const LOGIN_CSRF_COOKIE: &str = "opsdeck_login_csrf";
+pub const LOGIN_CSRF_COOKIE: &str = app::backend::LOGIN_FORM_COOKIE;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/auth/login", post(login)).route("/auth/logout", post(logout))
@@ -56,7 +56,24 @@ pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
 
 /// Builds a `Set-Cookie` value: HttpOnly, SameSite=Lax, Secure when served over TLS.
 pub fn set_cookie(name: &'static str, value: String, max_age: Option<Duration>, secure: bool) -> HeaderValue {
-    let mut cookie = Cookie::build((name, value)).path("/").http_only(true).same_site(SameSite::Lax).secure(secure);
+    build_cookie(name, value, max_age, secure, true)
+}
+
+/// A cookie the page's own script may read (the sign-in form's anti-forgery token, which the
+/// hydrated page must render with the same value the server did). Never for sessions.
+pub fn readable_cookie(name: &'static str, value: String, max_age: Duration, secure: bool) -> HeaderValue {
+    build_cookie(name, value, Some(max_age), secure, false)
+}
+
+fn build_cookie(
+    name: &'static str,
+    value: String,
+    max_age: Option<Duration>,
+    secure: bool,
+    http_only: bool,
+) -> HeaderValue {
+    let mut cookie =
+        Cookie::build((name, value)).path("/").http_only(http_only).same_site(SameSite::Lax).secure(secure);
     cookie = match max_age {
         Some(age) => cookie.max_age(cookie::time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))),
         None => cookie.max_age(cookie::time::Duration::ZERO),

@@ -1,6 +1,7 @@
 //! Topology and service discovery: the registry of where every instance lives right now, and
 //! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`).
 
+pub mod checker;
 pub mod discovery;
 pub mod registry;
 

@@ -2,7 +2,6 @@
 //! SIGTERM stops it cleanly; logs are JSON when stdout is not a terminal.
 
 use std::{
-    io::{BufRead, BufReader, Read as _},
     process::{Command, Stdio},
     time::Duration,
 };
@@ -54,7 +53,7 @@ fn an_unreachable_database_is_reported_with_what_to_do() {
 async fn sigterm_stops_the_server_cleanly_and_logs_are_json_lines() {
     let env = TestEnv::from_env();
     let port = free_port();
-    let mut child = opsdeck()
+    let child = opsdeck()
         .arg("serve")
         .env("OPSDECK_LISTEN", format!("127.0.0.1:{port}"))
         .env("DATABASE_URL", env.fresh_database().await.to_string())
@@ -64,6 +63,7 @@ async fn sigterm_stops_the_server_cleanly_and_logs_are_json_lines() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
+    let child = drained(child);
     let http = reqwest::Client::new();
     let healthz = format!("http://127.0.0.1:{port}/healthz");
     wait_until("the binary to serve /healthz", Duration::from_secs(30), || {
@@ -72,16 +72,8 @@ async fn sigterm_stops_the_server_cleanly_and_logs_are_json_lines() {
     })
     .await;
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || {
-        let status = child.wait().expect("waits");
-        let stdout =
-            BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok).collect::<Vec<_>>();
-        (status, stdout)
-    });
-    let (status, stdout) =
-        tokio::time::timeout(Duration::from_secs(30), exit).await.expect("stops within 30 s").expect("joins");
+    let (status, stdout, _) = terminate(child).await;
+    let stdout: Vec<String> = stdout.lines().map(str::to_owned).collect();
     assert!(status.success(), "exit status {status:?}");
     assert!(!stdout.is_empty());
     for line in &stdout {
@@ -144,7 +136,7 @@ async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reac
         .to_owned();
 
     let port = free_port();
-    let mut server = opsdeck()
+    let server = opsdeck()
         .arg("serve")
         .env("RUST_LOG", "debug")
         .env("OPSDECK_LISTEN", format!("127.0.0.1:{port}"))
@@ -155,6 +147,7 @@ async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reac
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
+    let server = drained(server);
     let base = format!("http://127.0.0.1:{port}");
     let http = testkit::TestApp::browser_like_client();
     wait_until("the server to answer", Duration::from_secs(30), || {
@@ -182,20 +175,8 @@ async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reac
         reqwest::Client::new().get(format!("{base}/api/v1/me")).bearer_auth(&token).send().await.expect("me");
     assert_eq!(with_token.status(), 200);
 
-    Command::new("kill").args(["-TERM", &server.id().to_string()]).status().expect("kill");
-    let output = tokio::task::spawn_blocking(move || {
-        let _ = server.wait();
-        let mut text = String::new();
-        if let Some(mut out) = server.stdout.take() {
-            let _ = out.read_to_string(&mut text);
-        }
-        if let Some(mut err) = server.stderr.take() {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
-    })
-    .await
-    .expect("joins");
+    let (_, stdout, stderr) = terminate(server).await;
+    let output = format!("{stdout}{stderr}");
     let command_logs = format!("{}{}", String::from_utf8_lossy(&added.stdout), String::from_utf8_lossy(&added.stderr));
     assert!(output.contains("\"level\":\"DEBUG\""), "debug logging was on, so the check means something");
     for (name, secret) in
@@ -205,4 +186,37 @@ async fn the_first_admin_is_created_from_the_command_line_and_secrets_never_reac
         assert!(!command_logs.contains(secret), "the {name} appears in the command's output");
     }
     assert!(!output.contains(&token[4..20]), "no part of the token's secret appears");
+}
+
+/// A running server whose output is read as it is written: a full pipe would stop it.
+struct Drained {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+fn drained(mut child: std::process::Child) -> Drained {
+    fn reader(stream: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_string(&mut text);
+            }
+            text
+        })
+    }
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    Drained { child, stdout, stderr }
+}
+
+/// Sends SIGTERM and waits (at most 30 s) for the exit; returns the status and the output.
+async fn terminate(mut server: Drained) -> (std::process::ExitStatus, String, String) {
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let finished = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().expect("waits");
+        (status, server.stdout.join().unwrap_or_default(), server.stderr.join().unwrap_or_default())
+    });
+    tokio::time::timeout(Duration::from_secs(30), finished).await.expect("stops within 30 s").expect("joins")
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use app::model::identity::Scope;
 use serde_json::{Value, json};
-use testkit::{TestApp, wait_until};
+use testkit::{TargetServer, TestApp, wait_until};
 
 struct Agent {
     app: TestApp,
@@ -33,7 +33,18 @@ impl Agent {
     }
 
     async fn registered(&self, service: &str, version: &str, port: u16) -> String {
-        let response = self.register(instance(service, version, port)).await;
+        self.register_body(instance(service, version, port)).await
+    }
+
+    /// Registers an instance at 127.0.0.1 (where test targets listen).
+    async fn registered_at(&self, service: &str, version: &str, port: u16) -> String {
+        let mut body = instance(service, version, port);
+        body["host"] = json!("127.0.0.1");
+        self.register_body(body).await
+    }
+
+    async fn register_body(&self, body: Value) -> String {
+        let response = self.register(body).await;
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.expect("json");
         body["instance_id"].as_str().expect("id").to_owned()
@@ -49,14 +60,30 @@ impl Agent {
         sqlx::query_scalar("SELECT count(*) FROM instances").fetch_one(&self.app.db).await.expect("count")
     }
 
-    /// Stands in for the health checker (next to come): marks an instance's health directly.
-    async fn set_health(&self, id: &str, health: &str) {
-        sqlx::query("UPDATE instances SET health = $2 WHERE id = $1::uuid")
-            .bind(id)
-            .bind(health)
-            .execute(&self.app.db)
-            .await
-            .expect("set");
+    /// Checks every 500 ms, down after 2 failures, up after 2 successes (the checker picks
+    /// the settings up within a second).
+    async fn check_quickly(&self, service: &str) {
+        sqlx::query(
+            "UPDATE services SET check_interval_ms = 500, check_timeout_ms = 300, fall = 2, rise = 2 WHERE name = $1",
+        )
+        .bind(service)
+        .execute(&self.app.db)
+        .await
+        .expect("settings");
+    }
+
+    /// Waits until the instance has `health`; returns the reason stored with it.
+    async fn wait_health(&self, id: &str, health: &str) -> String {
+        wait_until(&format!("instance {id} to be {health}"), Duration::from_secs(20), || async {
+            let (now, reason): (String, Option<String>) =
+                sqlx::query_as("SELECT health, health_reason FROM instances WHERE id = $1::uuid")
+                    .bind(id)
+                    .fetch_one(&self.app.db)
+                    .await
+                    .ok()?;
+            (now == health).then(|| reason.unwrap_or_default())
+        })
+        .await
     }
 }
 
@@ -82,22 +109,27 @@ async fn a_registration_creates_its_cluster_node_service_and_version_and_is_list
 #[tokio::test]
 async fn discovery_round_robins_over_healthy_instances_only() {
     let agent = Agent::new().await;
-    let a = agent.registered("web", "v1", 9001).await;
-    let b = agent.registered("web", "v1", 9002).await;
-    let c = agent.registered("web", "v2", 9003).await;
-    let down = agent.registered("web", "v1", 9004).await;
-    for id in [&a, &b, &c] {
-        agent.set_health(id, "healthy").await;
+    let targets = [TargetServer::start().await, TargetServer::start().await, TargetServer::start().await];
+    for (target, version) in targets.iter().zip(["v1", "v1", "v2"]) {
+        agent.registered_at("web", version, target.port).await;
     }
-    agent.set_health(&down, "unhealthy").await;
+    let dead = TargetServer::start().await;
+    let down = agent.registered_at("web", "v1", dead.port).await;
+    drop(dead);
+    agent.check_quickly("web").await;
 
+    // The checker finds three healthy and one that refuses connections.
+    let endpoints = |found: &Value| found["endpoints"].as_array().cloned().unwrap_or_default();
+    wait_until("three healthy endpoints", Duration::from_secs(20), || async {
+        (endpoints(&agent.read("/api/v1/discovery/web").await).len() == 3).then_some(())
+    })
+    .await;
     let mut firsts = Vec::new();
     for _ in 0..6 {
-        let found = agent.read("/api/v1/discovery/web").await;
-        let endpoints = found["endpoints"].as_array().expect("endpoints");
-        assert_eq!(endpoints.len(), 3, "the unhealthy one is left out");
-        assert!(endpoints.iter().all(|e| e["instance_id"] != down.as_str()));
-        firsts.push(endpoints[0]["address"].as_str().expect("address").to_owned());
+        let found = endpoints(&agent.read("/api/v1/discovery/web").await);
+        assert_eq!(found.len(), 3, "the unhealthy one is left out");
+        assert!(found.iter().all(|e| e["instance_id"] != down.as_str()));
+        firsts.push(found[0]["address"].as_str().expect("address").to_owned());
     }
     assert_eq!(
         firsts[0..3].iter().collect::<std::collections::HashSet<_>>().len(),
@@ -108,7 +140,7 @@ async fn discovery_round_robins_over_healthy_instances_only() {
 
     let v2 = agent.read("/api/v1/discovery/web?version=v2").await;
     assert_eq!(v2["endpoints"].as_array().map(Vec::len), Some(1));
-    assert_eq!(v2["endpoints"][0]["address"], "127.0.0.2:9003");
+    assert_eq!(v2["endpoints"][0]["address"], format!("127.0.0.1:{}", targets[2].port));
 
     let unknown = agent
         .app
@@ -119,6 +151,54 @@ async fn discovery_round_robins_over_healthy_instances_only() {
         .await
         .expect("answer");
     assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn the_checker_marks_a_failing_target_down_with_its_reason_and_back_up_when_it_recovers() {
+    let agent = Agent::new().await;
+    let mut target = TargetServer::start().await;
+    let id = agent.registered_at("api", "v1", target.port).await;
+    agent.check_quickly("api").await;
+    agent.wait_health(&id, "healthy").await;
+
+    target.answer(503);
+    let reason = agent.wait_health(&id, "unhealthy").await;
+    assert!(reason.contains("HTTP 503") && reason.contains("target says hello"), "{reason}");
+
+    target.answer(200);
+    agent.wait_health(&id, "healthy").await;
+
+    target.stop().await;
+    let reason = agent.wait_health(&id, "unhealthy").await;
+    assert!(reason.contains("cannot connect"), "{reason}");
+    target.restart().await;
+    agent.wait_health(&id, "healthy").await;
+
+    let changes: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT from_health, to_health, reason FROM instance_health_changes WHERE instance_id = $1::uuid ORDER BY id",
+    )
+    .bind(&id)
+    .fetch_all(&agent.app.db)
+    .await
+    .expect("history");
+    let path: Vec<_> = changes.iter().map(|(from, to, _)| format!("{from}→{to}")).collect();
+    assert_eq!(
+        path,
+        ["unknown→healthy", "healthy→unhealthy", "unhealthy→healthy", "healthy→unhealthy", "unhealthy→healthy"]
+    );
+
+    // Every probe went to InfluxDB as well.
+    wait_until("probe results in InfluxDB", Duration::from_secs(10), || async {
+        let results = agent
+            .app
+            .influx
+            .query(&format!("SELECT count(ok) FROM health_probe WHERE instance = '{id}'"))
+            .await
+            .ok()?;
+        let count = results.first()?.series.first()?.f64_column("count")?.first().copied().flatten()?;
+        (count >= 5.0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -145,7 +225,7 @@ async fn an_instance_whose_heartbeats_stop_expires_and_is_removed_while_a_live_o
         (health_of(silent.clone()).await.as_deref() == Some("expired")).then_some(())
     })
     .await;
-    assert_eq!(health_of(live.clone()).await.as_deref(), Some("unknown"), "the live one is untouched");
+    assert_ne!(health_of(live.clone()).await.as_deref(), Some("expired"), "the live one is not expired");
 
     // A heartbeat brings an expired (not yet removed) instance back.
     let renewed = agent
@@ -157,7 +237,7 @@ async fn an_instance_whose_heartbeats_stop_expires_and_is_removed_while_a_live_o
         .await
         .expect("answer");
     assert_eq!(renewed.status(), 204);
-    assert_eq!(health_of(silent.clone()).await.as_deref(), Some("unknown"));
+    assert_ne!(health_of(silent.clone()).await.as_deref(), Some("expired"), "back from expired");
 
     // Silent again, and expired for longer than the grace period: removed.
     sqlx::query("UPDATE instances SET health = 'expired', health_changed_at = now() - interval '301 seconds' WHERE id = $1::uuid")
