@@ -101,7 +101,8 @@ pub struct TestApp {
     pub influx: InfluxClient,
     pub state: opsdeck::state::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Completes with the server's result when it has stopped.
+    server: tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
 }
 
 impl TestApp {
@@ -124,16 +125,40 @@ impl TestApp {
         if std::env::var_os("OPSDECK_TEST_LOG").is_some() {
             opsdeck::telemetry::init(opsdeck::cli::LogFormat::Pretty);
         }
-        let application = Application::build(settings).await.expect("the application builds");
-        let address = format!("http://{}", application.local_addr());
-        let db = application.state().db.clone();
-        let influx = application.state().influx.clone();
-        let state = application.state().clone();
+        // The app runs on its own multi-threaded runtime, as in production: the test's
+        // single-threaded runtime (and anything blocking it) can't stall the server.
+        let (started_tx, started) = tokio::sync::oneshot::channel();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(application.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
-        Self { address, http: reqwest::Client::new(), db, influx, state, shutdown: Some(shutdown), server }
+        let (done_tx, server) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the app");
+            runtime.block_on(async move {
+                let application = Application::build(settings).await.expect("the application builds");
+                let address = format!("http://{}", application.local_addr());
+                let _ = started_tx.send((address, application.state().clone()));
+                let outcome = application
+                    .run_until_stopped(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                let _ = done_tx.send(outcome);
+            });
+        });
+        let (address, state) = started.await.expect("the app starts (see the panic above if not)");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        Self {
+            address,
+            http: client,
+            db: state.db.clone(),
+            influx: state.influx.clone(),
+            state,
+            shutdown: Some(shutdown),
+            server,
+        }
     }
 
     /// Creates a user directly in the database; returns the password.
@@ -209,8 +234,8 @@ impl TestApp {
         }
     }
 
-    pub async fn finished(mut self) -> anyhow::Result<()> {
-        (&mut self.server).await?
+    pub async fn finished(self) -> anyhow::Result<()> {
+        self.server.await?
     }
 }
 
