@@ -47,6 +47,7 @@ impl Application {
             leptos,
             auth: std::sync::Arc::new(settings.auth.clone()),
             round_robin: std::sync::Arc::default(),
+            events: crate::events::EventHub::default(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
         Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
@@ -68,8 +69,13 @@ impl Application {
     /// for up to the grace period, and returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let workers = [
+            tokio::spawn(self.state.events.clone().run(self.state.db.clone())),
             tokio::spawn(crate::topology::registry::run_expiry(self.state.db.clone(), EXPIRY_EVERY, EXPIRED_GRACE)),
-            tokio::spawn(crate::topology::checker::run(self.state.db.clone(), self.state.influx.clone())),
+            tokio::spawn(crate::topology::checker::run(
+                self.state.db.clone(),
+                self.state.influx.clone(),
+                self.state.events.clone(),
+            )),
         ];
         let outcome = self.serve(shutdown).await;
         workers.iter().for_each(tokio::task::JoinHandle::abort);

@@ -14,6 +14,8 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     pub auth: std::sync::Arc<AuthSettings>,
     pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
+    /// Committed events, fanned out in this process (fed by PostgreSQL NOTIFY).
+    pub events: crate::events::EventHub,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -8,11 +8,13 @@
 mod app;
 mod browser;
 mod influx_process;
+mod sse;
 mod target;
 mod wait;
 
 pub use app::{TestApp, TestEnv, hidden_field};
 pub use browser::Browser;
 pub use influx_process::InfluxProcess;
+pub use sse::{SseClient, SseMessage};
 pub use target::TargetServer;
 pub use wait::{free_port, wait_until};

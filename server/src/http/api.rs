@@ -24,6 +24,7 @@ use crate::state::AppState;
         (name = "access", description = "Who you are; users and API tokens"),
         (name = "audit", description = "The append-only record of every action and refusal"),
         (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
+        (name = "events", description = "Live changes as Server-Sent Events"),
     )
 )]
 struct ApiDoc;
@@ -49,7 +50,8 @@ pub fn routes() -> Router<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(crate::auth::api_routes())
         .merge(crate::audit::routes())
-        .merge(crate::topology::api_routes());
+        .merge(crate::topology::api_routes())
+        .merge(crate::events::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
         .nest("/api/v1", v1)

@@ -94,6 +94,11 @@ impl CircuitBreaker {
         self.state = BreakerState::Closed { consecutive_failures: 0 };
     }
 
+    /// Opens at `now` whatever the count: to restore an open breaker another process saw.
+    pub fn trip(&mut self, now: Instant) {
+        self.state = BreakerState::Open { until: now + self.config.open_for };
+    }
+
     /// The call failed at `now`: count it, or (re)open.
     pub fn record_failure(&mut self, now: Instant) {
         self.state = match self.state {

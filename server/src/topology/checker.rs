@@ -5,8 +5,10 @@
 //! interval), and each target sits behind a circuit breaker, so a dead host costs one trial
 //! probe per interval instead of retries. Every probe result goes to InfluxDB (`health_probe`).
 //!
-//! Not yet: a leader lock. Two `serve` replicas both probe; their verdicts agree, the probes
-//! double. The per-target state lives in this process and is rebuilt from the table on start.
+//! One `serve` replica checks at a time: the checker holds a PostgreSQL advisory lock on its own
+//! connection, and the others wait to take over when that connection goes (see [`run`]). The
+//! per-target state lives in the leader and is rebuilt from the table when leadership moves;
+//! each health change and each breaker opening/closing is stored and published as an event.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -15,13 +17,23 @@ use sqlx::PgPool;
 use tokio::{sync::Semaphore, time::Instant};
 use uuid::Uuid;
 
+use app::model::events::{BreakerPosition, EventKind};
+
 use crate::{
+    events::{self, EventHub},
     influx::{InfluxClient, Point},
     resilience::{Backoff, BreakerConfig, CircuitBreaker},
 };
 
-/// How often the target list is re-read (new, removed and re-configured instances).
-const RELOAD_EVERY: Duration = Duration::from_secs(1);
+/// The target list is re-read within this long after an event that may change it (a new,
+/// removed or re-configured instance)…
+const RELOAD_AFTER_CHANGE: Duration = Duration::from_secs(1);
+/// …and at least this often anyway.
+const RELOAD_EVERY: Duration = Duration::from_secs(30);
+/// The leader lock (per database); and how often a follower tries to take it, and the leader
+/// checks it still holds it.
+const LEADER_LOCK: i64 = 0x6f70_7364_6563_6b01;
+const LEADER_POLL: Duration = Duration::from_secs(2);
 /// How often due probes are started.
 const TICK: Duration = Duration::from_millis(100);
 /// Probes in flight at once.
@@ -101,8 +113,62 @@ pub async fn probe(http: &reqwest::Client, url: &str, timeout: Duration) -> Prob
     }
 }
 
-/// The checker: runs until the process stops.
-pub async fn run(db: PgPool, influx: InfluxClient) {
+/// The checker in a replica: waits to become the leader (an advisory lock held on a connection
+/// of its own), checks while it leads, and steps down if that connection is lost.
+pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub) {
+    let mut waiting_logged = false;
+    loop {
+        let mut lock = match db.acquire().await {
+            Ok(connection) => connection.detach(),
+            Err(error) => {
+                tracing::warn!(%error, "the health checker can't reach PostgreSQL; retrying");
+                tokio::time::sleep(LEADER_POLL).await;
+                continue;
+            }
+        };
+        let leading = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"locked!\"", LEADER_LOCK)
+            .fetch_one(&mut lock)
+            .await
+            .unwrap_or(false);
+        if !leading {
+            if !waiting_logged {
+                tracing::info!("another replica runs the health checks; standing by to take over");
+                waiting_logged = true;
+            }
+            drop(lock);
+            tokio::time::sleep(LEADER_POLL).await;
+            continue;
+        }
+        tracing::info!("this replica runs the health checks now");
+        waiting_logged = false;
+        let still_leading = async {
+            loop {
+                tokio::time::sleep(LEADER_POLL).await;
+                if let Err(error) = sqlx::query("SELECT 1").execute(&mut lock).await {
+                    tracing::warn!(%error, "lost the health-check leader lock's connection; stepping down");
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = check(db.clone(), influx.clone(), events.clone()) => {}
+            () = still_leading => {}
+        }
+    }
+}
+
+/// Whether an event may change the list of targets to check.
+fn changes_targets(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::BreakerChanged { .. } => false,
+        EventKind::HealthChanged { to, .. } => *to == InstanceHealth::Unknown,
+        _ => true,
+    }
+}
+
+/// Checks every instance while this replica leads.
+async fn check(db: PgPool, influx: InfluxClient, events: EventHub) {
+    let mut changes = events.subscribe();
     let http = reqwest::Client::builder()
         .user_agent(concat!("opsdeck-health-checker/", env!("CARGO_PKG_VERSION")))
         .pool_max_idle_per_host(1)
@@ -111,15 +177,27 @@ pub async fn run(db: PgPool, influx: InfluxClient) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let (results_tx, mut results) = tokio::sync::mpsc::channel::<(Uuid, Probe)>(CONCURRENCY * 2);
     let mut targets: HashMap<Uuid, TargetState> = HashMap::new();
-    let mut reload = tokio::time::interval(RELOAD_EVERY);
+    let mut reload = tokio::time::interval(RELOAD_AFTER_CHANGE);
+    let (mut stale, mut loaded_at) = (true, Instant::now());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut points: Vec<Point> = Vec::new();
     loop {
         tokio::select! {
+            change = changes.recv() => {
+                match change {
+                    Ok(event) if !changes_targets(&event.kind) => {}
+                    // A change, or we fell behind and can't tell: re-read.
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => stale = true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => changes = events.subscribe(),
+                }
+            }
             _ = reload.tick() => {
-                if let Err(error) = load(&db, &mut targets).await {
-                    tracing::warn!(%error, "could not load the health-check targets; keeping the last list");
+                if stale || loaded_at.elapsed() >= RELOAD_EVERY {
+                    match load(&db, &mut targets).await {
+                        Ok(()) => (stale, loaded_at) = (false, Instant::now()),
+                        Err(error) => tracing::warn!(%error, "could not load the health-check targets; keeping the last list"),
+                    }
                 }
                 if !points.is_empty() {
                     let batch = std::mem::take(&mut points);
@@ -150,11 +228,20 @@ pub async fn run(db: PgPool, influx: InfluxClient) {
             Some((id, outcome)) = results.recv() => {
                 let Some(state) = targets.get_mut(&id) else { continue };
                 points.push(probe_point(&state.target, &outcome));
-                if let Some((from, to, reason)) = apply(state, &outcome) {
+                let breaker_before = resting(state.breaker.state());
+                let change = apply(state, &outcome);
+                let breaker_after = resting(state.breaker.state());
+                if let Some((from, to, reason)) = change {
                     if let Err(error) = record_change(&db, id, from, to, &reason, state).await {
                         tracing::warn!(%error, %id, "could not store a health change; it will be judged again");
                     } else {
                         tracing::info!(%id, from = from.as_str(), to = to.as_str(), reason, "instance health changed");
+                    }
+                }
+                if breaker_before != breaker_after {
+                    match record_breaker(&db, id, breaker_before, breaker_after).await {
+                        Ok(()) => tracing::info!(%id, from = breaker_before.as_str(), to = breaker_after.as_str(), "health-check breaker moved"),
+                        Err(error) => tracing::warn!(%error, %id, "could not store a breaker change"),
                     }
                 }
             }
@@ -192,6 +279,24 @@ fn apply(state: &mut TargetState, outcome: &Probe) -> Option<(InstanceHealth, In
     Some((from, to, reason))
 }
 
+/// The breaker position people see: half-open lasts one trial probe, so it is shown as the
+/// open state it came from until the trial decides (closed again, or open).
+fn resting(state: crate::resilience::BreakerState) -> BreakerPosition {
+    match state {
+        crate::resilience::BreakerState::Closed { .. } => BreakerPosition::Closed,
+        _ => BreakerPosition::Open,
+    }
+}
+
+async fn record_breaker(db: &PgPool, id: Uuid, from: BreakerPosition, to: BreakerPosition) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query!("UPDATE instances SET breaker = $2 WHERE id = $1", id, to.as_str()).execute(&mut *tx).await?;
+    if let Some(instance) = events::instance_ref(&mut tx, id).await? {
+        events::publish(&mut tx, &EventKind::BreakerChanged { instance, from, to }).await?;
+    }
+    tx.commit().await
+}
+
 async fn record_change(
     db: &PgPool,
     id: Uuid,
@@ -225,6 +330,10 @@ async fn record_change(
         )
         .execute(&mut *tx)
         .await?;
+        if let Some(instance) = events::instance_ref(&mut tx, id).await? {
+            let kind = EventKind::HealthChanged { instance, from, to, reason: events::headline(reason) };
+            events::publish(&mut tx, &kind).await?;
+        }
     }
     tx.commit().await
 }
@@ -249,7 +358,7 @@ fn probe_point(target: &Target, outcome: &Probe) -> Point {
 /// settings and health written by others (expiry, re-registration).
 async fn load(db: &PgPool, targets: &mut HashMap<Uuid, TargetState>) -> Result<(), sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT i.id, i.host, i.port, COALESCE(i.health_check_path, s.health_check_path) AS "path!", i.health,
+        r#"SELECT i.id, i.host, i.port, COALESCE(i.health_check_path, s.health_check_path) AS "path!", i.health, i.breaker,
                   s.check_interval_ms, s.check_timeout_ms, s.fall, s.rise,
                   s.name AS service, v.label AS version, n.name AS node, c.name AS cluster
            FROM instances i
@@ -289,10 +398,14 @@ async fn load(db: &PgPool, targets: &mut HashMap<Uuid, TargetState>) -> Result<(
                 }
             }
             None => {
-                let breaker = CircuitBreaker::new(BreakerConfig {
+                let mut breaker = CircuitBreaker::new(BreakerConfig {
                     failure_threshold: r.fall.max(1) as u32 + 2,
                     open_for: target.interval,
                 });
+                if BreakerPosition::parse(&r.breaker) == BreakerPosition::Open {
+                    // Open when the last leader stopped: keep it open (one trial per interval).
+                    breaker.trip(now);
+                }
                 targets.insert(
                     r.id,
                     TargetState { target, health, successes: 0, failures: 0, next_due: now, breaker, probing: false },

@@ -8,10 +8,14 @@ use app::model::topology::{Instance, InstanceHealth, RegisterInstance, Registrat
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::http::error::ApiError;
+use app::model::events::EventKind;
 
-/// Registers an instance. A second registration of a live `host:port` is refused (409) with
-/// the id already holding it, and changes nothing.
+use crate::{events, http::error::ApiError};
+
+/// Registers an instance. The address may already be held: by an expired registration, or by
+/// the same service and version (a restart that came back before its old lease ran out) — the
+/// new registration replaces it. Held by anything else, it is refused (409) with the holder's
+/// id, and nothing changes.
 #[tracing::instrument(skip_all, fields(service = %request.service, address = %format!("{}:{}", request.host, request.port)))]
 pub async fn register(db: &PgPool, request: &RegisterInstance) -> Result<Registration, ApiError> {
     request.check().map_err(ApiError::Unprocessable)?;
@@ -49,6 +53,32 @@ pub async fn register(db: &PgPool, request: &RegisterInstance) -> Result<Registr
     )
     .fetch_one(&mut *tx)
     .await?;
+    let holder = sqlx::query!(
+        "SELECT id, service_id, version_id, health FROM instances WHERE host = $1 AND port = $2 FOR UPDATE",
+        request.host,
+        i32::from(request.port)
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut changes = Vec::new();
+    if let Some(holder) = holder {
+        let restart = holder.service_id == service_id && holder.version_id == version_id;
+        if !restart && holder.health != InstanceHealth::Expired.as_str() {
+            return Err(ApiError::Conflict(format!(
+                "{}:{} is already registered as instance {} of another service or version; deregister it first",
+                request.host, request.port, holder.id
+            )));
+        }
+        let reason = if restart {
+            "replaced by a new registration at its address (a restart)"
+        } else {
+            "expired; its address was registered again"
+        };
+        if let Some(instance) = events::instance_ref(&mut tx, holder.id).await? {
+            changes.push(EventKind::InstanceRemoved { instance, reason: reason.into() });
+        }
+        sqlx::query!("DELETE FROM instances WHERE id = $1", holder.id).execute(&mut *tx).await?;
+    }
     let id = Uuid::new_v4();
     let inserted = sqlx::query!(
         r#"INSERT INTO instances (id, service_id, version_id, node_id, host, port, health_check_path, metadata, ttl_ms)
@@ -80,6 +110,10 @@ pub async fn register(db: &PgPool, request: &RegisterInstance) -> Result<Registr
             request.host, request.port
         )));
     }
+    if let Some(instance) = events::instance_ref(&mut tx, id).await? {
+        changes.push(EventKind::InstanceRegistered { instance });
+    }
+    events::publish_all(&mut tx, &changes).await?;
     tx.commit().await?;
     Ok(Registration { instance_id: id.to_string(), ttl_seconds, heartbeat_every_seconds: (ttl_seconds / 3).max(1) })
 }
@@ -91,30 +125,49 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 /// Renews an instance's lease. An expired one comes back as `unknown` until checked again.
 pub async fn heartbeat(db: &PgPool, id: &str) -> Result<(), ApiError> {
     let id = parse_id(id)?;
-    let renewed = sqlx::query!(
-        r#"UPDATE instances SET last_heartbeat_at = now(),
-               health = CASE WHEN health = 'expired' THEN 'unknown' ELSE health END,
-               health_changed_at = CASE WHEN health = 'expired' THEN now() ELSE health_changed_at END
-           WHERE id = $1"#,
+    let mut tx = db.begin().await?;
+    let previous = sqlx::query_scalar!(
+        r#"WITH old AS (SELECT id, health FROM instances WHERE id = $1 FOR UPDATE)
+           UPDATE instances i SET last_heartbeat_at = now(),
+               health = CASE WHEN old.health = 'expired' THEN 'unknown' ELSE old.health END,
+               health_changed_at = CASE WHEN old.health = 'expired' THEN now() ELSE i.health_changed_at END,
+               health_reason = CASE WHEN old.health = 'expired' THEN 'heartbeats resumed; waiting for health checks' ELSE i.health_reason END
+           FROM old WHERE i.id = old.id
+           RETURNING old.health"#,
         id
     )
-    .execute(db)
+    .fetch_optional(&mut *tx)
     .await?;
-    if renewed.rows_affected() == 0 {
+    let Some(previous) = previous else {
         return Err(ApiError::NotFound(format!(
             "no instance {id}: it was deregistered or expired and removed; register again"
         )));
+    };
+    if previous == InstanceHealth::Expired.as_str()
+        && let Some(instance) = events::instance_ref(&mut tx, id).await?
+    {
+        let kind = EventKind::HealthChanged {
+            instance,
+            from: InstanceHealth::Expired,
+            to: InstanceHealth::Unknown,
+            reason: "heartbeats resumed; waiting for health checks".into(),
+        };
+        events::publish(&mut tx, &kind).await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
 /// Removes an instance now.
 pub async fn deregister(db: &PgPool, id: &str) -> Result<(), ApiError> {
     let id = parse_id(id)?;
-    let removed = sqlx::query!("DELETE FROM instances WHERE id = $1", id).execute(db).await?;
-    if removed.rows_affected() == 0 {
+    let mut tx = db.begin().await?;
+    let Some(instance) = events::instance_ref(&mut tx, id).await? else {
         return Err(ApiError::NotFound(format!("no instance {id}")));
-    }
+    };
+    sqlx::query!("DELETE FROM instances WHERE id = $1", id).execute(&mut *tx).await?;
+    events::publish(&mut tx, &EventKind::InstanceDeregistered { instance }).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -167,22 +220,38 @@ pub struct Expired {
 /// expired for longer than `grace`. An instance still heartbeating is never touched. Running it
 /// on several replicas at once is harmless: both statements are idempotent.
 pub async fn expire(db: &PgPool, grace: Duration) -> Result<Expired, sqlx::Error> {
+    let mut tx = db.begin().await?;
     let marked = sqlx::query!(
         r#"UPDATE instances SET health = 'expired', health_changed_at = now(),
                health_reason = 'no heartbeat for ' || (ttl_ms / 1000) || ' s (its TTL)'
-           WHERE health <> 'expired' AND last_heartbeat_at < now() - make_interval(secs => ttl_ms / 1000.0)"#
+           WHERE health <> 'expired' AND last_heartbeat_at < now() - make_interval(secs => ttl_ms / 1000.0)
+           RETURNING id, health_reason AS "reason!""#
     )
-    .execute(db)
-    .await?
-    .rows_affected();
-    let removed = sqlx::query!(
-        "DELETE FROM instances WHERE health = 'expired' AND health_changed_at < now() - make_interval(secs => $1)",
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut changes = Vec::new();
+    for row in &marked {
+        if let Some(instance) = events::instance_ref(&mut tx, row.id).await? {
+            changes.push(EventKind::InstanceExpired { instance, reason: row.reason.clone() });
+        }
+    }
+    let doomed = sqlx::query_scalar!(
+        r#"SELECT id FROM instances WHERE health = 'expired' AND health_changed_at < now() - make_interval(secs => $1)
+           FOR UPDATE SKIP LOCKED"#,
         grace.as_secs_f64()
     )
-    .execute(db)
-    .await?
-    .rows_affected();
-    Ok(Expired { marked, removed })
+    .fetch_all(&mut *tx)
+    .await?;
+    let reason = format!("expired for more than {} s", grace.as_secs());
+    for id in &doomed {
+        if let Some(instance) = events::instance_ref(&mut tx, *id).await? {
+            changes.push(EventKind::InstanceRemoved { instance, reason: reason.clone() });
+        }
+    }
+    sqlx::query!("DELETE FROM instances WHERE id = ANY($1)", &doomed).execute(&mut *tx).await?;
+    events::publish_all(&mut tx, &changes).await?;
+    tx.commit().await?;
+    Ok(Expired { marked: marked.len() as u64, removed: doomed.len() as u64 })
 }
 
 /// Runs [`expire`] every `every` until the process stops.

@@ -3,6 +3,7 @@
 
 mod access;
 mod binary;
+mod events;
 mod health;
 mod influx;
 mod layers;

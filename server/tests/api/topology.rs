@@ -60,11 +60,11 @@ impl Agent {
         sqlx::query_scalar("SELECT count(*) FROM instances").fetch_one(&self.app.db).await.expect("count")
     }
 
-    /// Checks every 500 ms, down after 2 failures, up after 2 successes (the checker picks
-    /// the settings up within a second).
+    /// Creates the service to be checked every 500 ms, down after 2 failures, up after 2
+    /// successes (call it before registering its instances).
     async fn check_quickly(&self, service: &str) {
         sqlx::query(
-            "UPDATE services SET check_interval_ms = 500, check_timeout_ms = 300, fall = 2, rise = 2 WHERE name = $1",
+            "INSERT INTO services (name, check_interval_ms, check_timeout_ms, fall, rise) VALUES ($1, 500, 300, 2, 2)",
         )
         .bind(service)
         .execute(&self.app.db)
@@ -109,6 +109,7 @@ async fn a_registration_creates_its_cluster_node_service_and_version_and_is_list
 #[tokio::test]
 async fn discovery_round_robins_over_healthy_instances_only() {
     let agent = Agent::new().await;
+    agent.check_quickly("web").await;
     let targets = [TargetServer::start().await, TargetServer::start().await, TargetServer::start().await];
     for (target, version) in targets.iter().zip(["v1", "v1", "v2"]) {
         agent.registered_at("web", version, target.port).await;
@@ -116,7 +117,6 @@ async fn discovery_round_robins_over_healthy_instances_only() {
     let dead = TargetServer::start().await;
     let down = agent.registered_at("web", "v1", dead.port).await;
     drop(dead);
-    agent.check_quickly("web").await;
 
     // The checker finds three healthy and one that refuses connections.
     let endpoints = |found: &Value| found["endpoints"].as_array().cloned().unwrap_or_default();
@@ -156,9 +156,9 @@ async fn discovery_round_robins_over_healthy_instances_only() {
 #[tokio::test]
 async fn the_checker_marks_a_failing_target_down_with_its_reason_and_back_up_when_it_recovers() {
     let agent = Agent::new().await;
+    agent.check_quickly("api").await;
     let mut target = TargetServer::start().await;
     let id = agent.registered_at("api", "v1", target.port).await;
-    agent.check_quickly("api").await;
     agent.wait_health(&id, "healthy").await;
 
     target.answer(503);
@@ -289,7 +289,7 @@ async fn bad_registrations_get_4xx_naming_the_field_and_change_nothing() {
         (with("node", json!("x".repeat(200))), 422, "node"),
         (with("ttl_seconds", json!(0)), 422, "ttl_seconds"),
         (with("unexpected", json!(true)), 422, "unexpected"),
-        (instance("web", "v1", 9001), 409, "already registered"),
+        (instance("api", "v1", 9001), 409, "already registered"),
     ];
     for (body, status, mention) in cases {
         let response = agent.register(body.clone()).await;
@@ -327,4 +327,18 @@ async fn only_ingest_may_register_and_ingest_may_not_list() {
     let listing =
         agent.app.http.get(agent.app.url("/api/v1/instances")).bearer_auth(&agent.ingest).send().await.expect("answer");
     assert_eq!(listing.status(), 403);
+}
+
+#[tokio::test]
+async fn a_restart_registering_the_same_address_again_replaces_the_old_registration() {
+    let agent = Agent::new().await;
+    let before = agent.registered("web", "v1", 9001).await;
+    let after = agent.registered("web", "v1", 9001).await;
+    assert_ne!(before, after, "a new lease");
+    let listed = agent.read("/api/v1/instances").await;
+    let ids: Vec<_> = listed.as_array().expect("list").iter().map(|i| i["id"].as_str().unwrap_or_default()).collect();
+    assert_eq!(ids, [after.as_str()], "the old one is gone");
+    let history: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM events ORDER BY id").fetch_all(&agent.app.db).await.expect("events");
+    assert_eq!(history, ["instance_registered", "instance_removed", "instance_registered"]);
 }
