@@ -13,6 +13,7 @@ use crate::model::identity::{NewToken, NewUser, Role, Scope, UserUpdate, Usernam
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
 };
 
@@ -72,6 +73,16 @@ pub async fn get_current_user() -> Result<Option<CurrentUser>, UiError> {
 #[server(prefix = "/_fn")]
 pub async fn list_audit(filter: AuditFilter) -> Result<AuditPage, UiError> {
     Ok(backend()?.audit(filter).await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_topology() -> Result<TopologyView, UiError> {
+    Ok(backend()?.topology().await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_service_detail(service: String) -> Result<ServiceDetail, UiError> {
+    Ok(backend()?.service_detail(service).await?)
 }
 
 #[server(prefix = "/_fn")]

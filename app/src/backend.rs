@@ -6,6 +6,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
 };
 
@@ -32,6 +33,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The audit log (needs read).
     fn audit(&self, filter: AuditFilter) -> BoxFuture<'_, BackendResult<AuditPage>>;
+
+    /// The aggregated topology and health model (needs read).
+    fn topology(&self) -> BoxFuture<'_, BackendResult<TopologyView>>;
+
+    /// One service in depth (needs read).
+    fn service_detail(&self, service: String) -> BoxFuture<'_, BackendResult<ServiceDetail>>;
 
     /// Users and tokens (need admin).
     fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>>;

@@ -10,6 +10,7 @@ use app::{
     model::{
         Readiness,
         audit::{AuditFilter, AuditPage},
+        health::{ServiceDetail, TopologyView},
         identity::{
             CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
         },
@@ -101,6 +102,26 @@ impl Backend for ServerBackend {
             let parts = parts?;
             self.allowed(&parts, Scope::Read, None).await?;
             audit::list(&self.state.db, &filter).await.map_err(refused)
+        })
+    }
+
+    fn topology(&self) -> BoxFuture<'_, BackendResult<TopologyView>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let last_event_id = self.state.events.last_id();
+            crate::topology::view::load(&self.state.db, last_event_id).await.map_err(|e| refused(e.into()))
+        })
+    }
+
+    fn service_detail(&self, service: String) -> BoxFuture<'_, BackendResult<ServiceDetail>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let (db, influx, last) = (&self.state.db, &self.state.influx, self.state.events.last_id());
+            crate::topology::detail::load(db, influx, &service, last).await.map_err(refused)
         })
     }
 

@@ -189,6 +189,8 @@ pub struct Instance {
     pub health: InstanceHealth,
     pub health_reason: Option<String>,
     pub health_changed_at: DateTime<Utc>,
+    /// The circuit breaker in front of its health checks.
+    pub breaker: super::events::BreakerPosition,
     pub registered_at: DateTime<Utc>,
     pub last_heartbeat_at: DateTime<Utc>,
     pub ttl_seconds: u32,
@@ -215,6 +217,9 @@ pub struct Endpoint {
 pub struct Discovery {
     pub service: String,
     pub endpoints: Vec<Endpoint>,
+    /// Identifies this set of endpoints (not their order): pass it back as `index` with `wait`
+    /// to block until the set differs (like Consul's blocking queries). The same on every replica.
+    pub index: String,
 }
 
 #[cfg(test)]

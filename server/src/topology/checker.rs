@@ -347,7 +347,8 @@ fn probe_point(target: &Target, outcome: &Probe) -> Point {
     for (key, value) in &target.tags {
         point = point.tag(*key, value.clone());
     }
-    point = point.field("ok", ok).field("latency_ms", latency.as_secs_f64() * 1000.0);
+    // `failed` (0/1) beside `ok`, because InfluxQL can sum integers but not booleans.
+    point = point.field("ok", ok).field("failed", i64::from(!ok)).field("latency_ms", latency.as_secs_f64() * 1000.0);
     if let Some(status) = status {
         point = point.field("status", i64::from(status));
     }

@@ -56,7 +56,7 @@ pub async fn discover(
     )
     .fetch_all(db)
     .await?;
-    let endpoints = rows
+    let endpoints: Vec<Endpoint> = rows
         .into_iter()
         .map(|r| Endpoint {
             instance_id: r.id.to_string(),
@@ -71,7 +71,49 @@ pub async fn discover(
         })
         .collect();
     let key = format!("{service}/{}", version.unwrap_or("*"));
-    Ok(Discovery { service: service.to_owned(), endpoints: round_robin.rotate(&key, endpoints) })
+    let index = index_of(&endpoints);
+    Ok(Discovery { service: service.to_owned(), endpoints: round_robin.rotate(&key, endpoints), index })
+}
+
+/// A digest of the set (sorted by id, so order doesn't matter): equal sets, equal index.
+fn index_of(endpoints: &[Endpoint]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for endpoint in endpoints {
+        digest.update(format!("{}|{}|{}\n", endpoint.instance_id, endpoint.address, endpoint.version));
+    }
+    digest.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Blocks until the healthy endpoints of `service` differ from the set identified by `index`,
+/// or `wait` has passed, then answers as [`discover`] does. Woken by events (so by changes made
+/// through any replica); each relevant event re-reads the set.
+pub async fn watch(
+    db: &PgPool,
+    events: &crate::events::EventHub,
+    round_robin: &RoundRobin,
+    service: &str,
+    version: Option<&str>,
+    index: &str,
+    wait: std::time::Duration,
+) -> Result<Discovery, ApiError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before the first read, so a change between the two is not missed.
+    let mut changes = events.subscribe();
+    loop {
+        let current = discover(db, round_robin, service, version).await?;
+        if current.index != index {
+            return Ok(current);
+        }
+        loop {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) => return Ok(current),
+                Ok(Ok(event)) if !event.kind.may_change_endpoints_of(service) => continue,
+                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Ok(current),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

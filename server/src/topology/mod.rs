@@ -2,10 +2,15 @@
 //! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`).
 
 pub mod checker;
+pub mod detail;
 pub mod discovery;
 pub mod registry;
+pub mod view;
 
-use app::model::topology::{Discovery, Instance, RegisterInstance, Registration};
+use app::model::{
+    health::{ServiceDetail, TopologyView},
+    topology::{Discovery, Instance, RegisterInstance, Registration},
+};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -22,6 +27,31 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deregister_instance))
         .routes(routes!(heartbeat))
         .routes(routes!(discover))
+        .routes(routes!(topology))
+        .routes(routes!(service_health))
+}
+
+/// The whole picture, aggregated: clusters → nodes → service versions → instances, health by
+/// share of healthy instances, one root cause per down node, and what needs attention first.
+#[utoipa::path(get, path = "/topology", tag = "topology",
+    responses((status = 200, body = TopologyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+async fn topology(_reader: Authorized<Read>, State(state): State<AppState>) -> Result<Json<TopologyView>, ApiError> {
+    Ok(Json(view::load(&state.db, state.events.last_id()).await?))
+}
+
+/// One service in depth: instances, health, recent changes and the last hour of probe results.
+#[utoipa::path(get, path = "/services/{service}/health", tag = "topology",
+    params(("service" = String, Path, description = "Service name")),
+    responses((status = 200, body = ServiceDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session" = [])))]
+async fn service_health(
+    _reader: Authorized<Read>,
+    State(state): State<AppState>,
+    ApiPath(service): ApiPath<String>,
+) -> Result<Json<ServiceDetail>, ApiError> {
+    Ok(Json(detail::load(&state.db, &state.influx, &service, state.events.last_id()).await?))
 }
 
 /// Registers an instance (and its cluster, node, service and version on first sight).
@@ -93,9 +123,19 @@ async fn list_instances(
 struct DiscoveryFilter {
     /// Only endpoints of this version.
     version: Option<String>,
+    /// The `index` of the answer you have: with `wait`, the call blocks until the set differs.
+    index: Option<String>,
+    /// How long to block for a change when `index` is given (e.g. `30s`; at most 5 min; default 60 s).
+    wait: Option<String>,
 }
 
-/// The healthy endpoints of a service, rotated by one on each call (round robin).
+/// The longest a discovery watch blocks.
+const MAX_WATCH: std::time::Duration = std::time::Duration::from_secs(300);
+const DEFAULT_WATCH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The healthy endpoints of a service, rotated by one on each call (round robin). With `index`
+/// (from a previous answer) it is a watch: it answers as soon as the set changes, or with the
+/// same set when `wait` runs out.
 #[utoipa::path(get, path = "/discovery/{service}", tag = "topology",
     params(("service" = String, Path, description = "Service name"), DiscoveryFilter),
     responses((status = 200, body = Discovery), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -109,5 +149,16 @@ async fn discover(
 ) -> Result<Json<Discovery>, ApiError> {
     app::model::topology::check_name("service", &service).map_err(ApiError::NotFound)?;
     let version = filter.version.filter(|v| app::model::topology::check_version(v).is_ok());
-    Ok(Json(discovery::discover(&state.db, &state.round_robin, &service, version.as_deref()).await?))
+    let Some(index) = filter.index else {
+        return Ok(Json(discovery::discover(&state.db, &state.round_robin, &service, version.as_deref()).await?));
+    };
+    let wait = match filter.wait.as_deref() {
+        None => DEFAULT_WATCH,
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration such as 30s ({e})")))?
+            .min(MAX_WATCH),
+    };
+    let found =
+        discovery::watch(&state.db, &state.events, &state.round_robin, &service, version.as_deref(), &index, wait);
+    Ok(Json(found.await?))
 }

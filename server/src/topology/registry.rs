@@ -175,7 +175,7 @@ pub async fn deregister(db: &PgPool, id: &str) -> Result<(), ApiError> {
 pub async fn list(db: &PgPool, service: Option<&str>, cluster: Option<&str>) -> Result<Vec<Instance>, ApiError> {
     let rows = sqlx::query!(
         r#"SELECT i.id, s.name AS service, v.label AS version, c.name AS cluster, n.name AS node, i.host, i.port,
-                  i.health, i.health_reason, i.health_changed_at, i.registered_at, i.last_heartbeat_at, i.ttl_ms, i.metadata
+                  i.health, i.health_reason, i.health_changed_at, i.breaker, i.registered_at, i.last_heartbeat_at, i.ttl_ms, i.metadata
            FROM instances i
            JOIN services s ON s.id = i.service_id
            JOIN service_versions v ON v.id = i.version_id
@@ -201,6 +201,7 @@ pub async fn list(db: &PgPool, service: Option<&str>, cluster: Option<&str>) -> 
             health: InstanceHealth::parse(&r.health),
             health_reason: r.health_reason,
             health_changed_at: r.health_changed_at,
+            breaker: app::model::events::BreakerPosition::parse(&r.breaker),
             registered_at: r.registered_at,
             last_heartbeat_at: r.last_heartbeat_at,
             ttl_seconds: u32::try_from(r.ttl_ms / 1000).unwrap_or_default(),

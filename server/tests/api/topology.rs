@@ -342,3 +342,97 @@ async fn a_restart_registering_the_same_address_again_replaces_the_old_registrat
         sqlx::query_scalar("SELECT kind FROM events ORDER BY id").fetch_all(&agent.app.db).await.expect("events");
     assert_eq!(history, ["instance_registered", "instance_removed", "instance_registered"]);
 }
+
+#[tokio::test]
+async fn a_discovery_watch_returns_as_soon_as_the_healthy_set_changes_and_otherwise_when_its_wait_runs_out() {
+    let agent = Agent::new().await;
+    agent.check_quickly("web").await;
+    let mut target = TargetServer::start().await;
+    let id = agent.registered_at("web", "v1", target.port).await;
+    agent.wait_health(&id, "healthy").await;
+    let current = agent.read("/api/v1/discovery/web").await;
+    let index = current["index"].as_str().expect("an index").to_owned();
+    assert_eq!(current["endpoints"].as_array().map(Vec::len), Some(1));
+
+    // Nothing changes: the watch answers the same set when its wait runs out.
+    let unchanged = agent.read(&format!("/api/v1/discovery/web?index={index}&wait=1s")).await;
+    assert_eq!(unchanged["index"], index.as_str());
+
+    // The instance goes down while a watch is waiting: it answers with the new set.
+    let watch = {
+        let (http, url, reader) = (
+            agent.app.http.clone(),
+            agent.app.url(&format!("/api/v1/discovery/web?index={index}&wait=60s")),
+            agent.reader.clone(),
+        );
+        tokio::spawn(
+            async move { http.get(url).bearer_auth(reader).send().await.expect("answer").json::<Value>().await },
+        )
+    };
+    target.stop().await;
+    let changed = tokio::time::timeout(Duration::from_secs(30), watch)
+        .await
+        .expect("the watch answers on the change, well before its 60 s wait")
+        .expect("task")
+        .expect("json");
+    assert_ne!(changed["index"], index.as_str());
+    assert_eq!(changed["endpoints"].as_array().map(Vec::len), Some(0), "{changed}");
+
+    let bad = agent
+        .app
+        .http
+        .get(agent.app.url("/api/v1/discovery/web?index=x&wait=soon"))
+        .bearer_auth(&agent.reader)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn when_every_instance_on_a_node_fails_the_topology_names_the_node_as_the_one_root_cause() {
+    let agent = Agent::new().await;
+    agent.check_quickly("web").await;
+    agent.check_quickly("api").await;
+    let mut targets = [TargetServer::start().await, TargetServer::start().await, TargetServer::start().await];
+    let mut ids = Vec::new();
+    for (target, (service, node)) in targets.iter().zip([("web", "node-a"), ("api", "node-a"), ("web", "node-b")]) {
+        let mut body = instance(service, "v1", target.port);
+        body["host"] = json!("127.0.0.1");
+        body["node"] = json!(node);
+        ids.push(agent.register_body(body).await);
+    }
+    for id in &ids {
+        agent.wait_health(id, "healthy").await;
+    }
+    // node-a "loses power": both of its instances stop answering.
+    targets[0].stop().await;
+    targets[1].stop().await;
+    agent.wait_health(&ids[0], "unhealthy").await;
+    agent.wait_health(&ids[1], "unhealthy").await;
+
+    let view = agent.read("/api/v1/topology").await;
+    let node_a = &view["clusters"][0]["nodes"][0];
+    assert_eq!(node_a["name"], "node-a");
+    assert_eq!(node_a["health"], "down");
+    for group in node_a["groups"].as_array().expect("groups") {
+        assert_eq!(group["cells"][0]["root_cause"], "down because node eu-1/node-a is down", "{group}");
+    }
+    assert_eq!(view["clusters"][0]["nodes"][1]["health"], "healthy");
+    assert_eq!(view["clusters"][0]["health"], "degraded");
+    let attention = view["attention"].as_array().expect("attention");
+    assert_eq!(attention[0]["kind"], "node_down", "one root cause first: {attention:#?}");
+    assert_eq!(attention.iter().filter(|a| a["kind"] == "node_down").count(), 1);
+    let api = attention.iter().find(|a| a["title"] == "Service api is down").expect("api is down");
+    assert!(api["detail"].as_str().is_some_and(|d| d.contains("because node eu-1/node-a is down")), "{api}");
+    let web = view["services"].as_array().expect("services").iter().find(|s| s["name"] == "web").expect("web");
+    assert_eq!(web["health"], "degraded");
+
+    // The service page's data: instances, the state changes with reasons.
+    let detail = agent.read("/api/v1/services/web/health").await;
+    assert_eq!(detail["health"], "degraded");
+    assert_eq!(detail["instances"].as_array().map(Vec::len), Some(2));
+    let changes = detail["changes"].as_array().expect("changes");
+    assert_eq!(changes[0]["to"], "unhealthy", "newest first");
+    assert!(changes[0]["reason"].as_str().is_some_and(|r| r.contains("cannot connect")));
+}

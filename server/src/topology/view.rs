@@ -1,0 +1,439 @@
+//! The health model, aggregated on the server: every instance, grouped by cluster → node →
+//! service version, judged by share of healthy members, with one root cause per down node and
+//! the list of what needs attention first ([`TopologyView`]). [`build`] is a pure function of
+//! the rows, so the rules are unit-tested without a database.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use app::model::{
+    events::BreakerPosition,
+    health::{
+        Attention, ClusterView, Health, HealthCounts, InstanceCell, InstanceGroup, NodeView, ServiceSummary, Severity,
+        TopologyView,
+    },
+    topology::InstanceHealth,
+};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// A group of at most this many instances lists each one; a bigger group lists only those not
+/// healthy and counts the rest, so the picture stays readable at thousands of instances.
+pub const LIST_UP_TO: usize = 12;
+/// A node counts as down (one root cause for all its instances) when at least this many
+/// instances run on it and none of them passes its checks. With a single instance, "the node
+/// is down" and "the instance is down" can't be told apart, so the instance is blamed.
+pub const NODE_DOWN_MIN_INSTANCES: u32 = 2;
+
+/// One instance (or an empty node, with `instance` = `None`) as read from the database.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub cluster: String,
+    pub node: String,
+    pub node_address: Option<String>,
+    pub instance: Option<InstanceRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceRow {
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub port: u16,
+    pub health: InstanceHealth,
+    pub breaker: BreakerPosition,
+    pub reason: Option<String>,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// Reads every cluster, node and instance and builds the view.
+pub async fn load(db: &PgPool, last_event_id: i64) -> Result<TopologyView, sqlx::Error> {
+    let records = sqlx::query!(
+        r#"SELECT c.name AS cluster, n.name AS "node?", n.address AS node_address,
+                  i.id AS "id?", s.name AS "service?", v.label AS "version?", i.port AS "port?",
+                  i.health AS "health?", i.breaker AS "breaker?", i.health_reason AS reason,
+                  i.health_changed_at AS "changed_at?"
+           FROM clusters c
+           LEFT JOIN nodes n ON n.cluster_id = c.id
+           LEFT JOIN instances i ON i.node_id = n.id
+           LEFT JOIN services s ON s.id = i.service_id
+           LEFT JOIN service_versions v ON v.id = i.version_id
+           ORDER BY c.name, n.name, s.name, v.label, i.port"#
+    )
+    .fetch_all(db)
+    .await?;
+    let rows = records
+        .into_iter()
+        .filter_map(|r| {
+            let node = r.node?;
+            let instance = match (r.id, r.service, r.version, r.port, r.health, r.breaker, r.changed_at) {
+                (Some(id), Some(service), Some(version), Some(port), Some(health), Some(breaker), Some(changed_at)) => {
+                    Some(InstanceRow {
+                        id: id.to_string(),
+                        service,
+                        version,
+                        port: u16::try_from(port).unwrap_or_default(),
+                        health: InstanceHealth::parse(&health),
+                        breaker: BreakerPosition::parse(&breaker),
+                        reason: r.reason,
+                        changed_at,
+                    })
+                }
+                _ => None,
+            };
+            Some(Row { cluster: r.cluster, node, node_address: r.node_address, instance })
+        })
+        .collect::<Vec<_>>();
+    Ok(build(&rows, Utc::now(), last_event_id))
+}
+
+/// A cluster's nodes: name → (address, instances).
+type NodesOf<'a> = BTreeMap<&'a str, (Option<&'a str>, Vec<&'a InstanceRow>)>;
+
+/// The view of these rows (ordered by cluster, node, service, version, port).
+pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyView {
+    let mut clusters: BTreeMap<&str, NodesOf<'_>> = BTreeMap::new();
+    for row in rows {
+        let nodes = clusters.entry(&row.cluster).or_default();
+        let node = nodes.entry(&row.node).or_insert((row.node_address.as_deref(), Vec::new()));
+        node.1.extend(row.instance.as_ref());
+    }
+
+    let mut counts = HealthCounts::default();
+    let mut services: BTreeMap<&str, ServiceAccumulator> = BTreeMap::new();
+    let mut attention = Vec::new();
+    let mut cluster_views = Vec::new();
+    for (cluster, nodes) in &clusters {
+        let mut cluster_counts = HealthCounts::default();
+        let mut node_views = Vec::new();
+        let mut node_healths = Vec::new();
+        for (node, (address, instances)) in nodes {
+            let mut node_counts = HealthCounts::default();
+            instances.iter().for_each(|i| node_counts.add(i.health));
+            let node_down =
+                node_counts.total() >= NODE_DOWN_MIN_INSTANCES && node_counts.healthy == 0 && node_counts.unknown == 0;
+            let label = format!("{cluster}/{node}");
+            let down_reason = node_down.then(|| {
+                let cause = most_common(instances.iter().filter_map(|i| i.reason.as_deref()));
+                let affected: BTreeSet<&str> = instances.iter().map(|i| i.service.as_str()).collect();
+                let since = instances.iter().map(|i| i.changed_at).min();
+                attention.push(Attention {
+                    severity: Severity::Critical,
+                    kind: "node_down".into(),
+                    title: format!("Node {label} is down"),
+                    detail: format!(
+                        "All {} instances on it fail their checks{}; affected: {}.",
+                        node_counts.total(),
+                        cause.map(|c| format!(" ({c})")).unwrap_or_default(),
+                        affected.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
+                    link: format!("/topology#node-{cluster}-{node}"),
+                    since,
+                });
+                format!("every instance on it ({}) fails its checks", node_counts.total())
+            });
+            let root_cause = node_down.then(|| format!("down because node {label} is down"));
+            let groups = group(instances, root_cause.as_deref());
+            for instance in instances {
+                let service = services.entry(&instance.service).or_default();
+                service.counts.add(instance.health);
+                service.versions.insert(&instance.version);
+                service.nodes.insert(label.clone());
+                if instance.breaker == BreakerPosition::Open {
+                    service.open_breakers += 1;
+                }
+                if Health::of_instance(instance.health) == Health::Down {
+                    service.down_since =
+                        service.down_since.min(Some(instance.changed_at)).or(Some(instance.changed_at));
+                    if node_down {
+                        service.down_nodes.insert(label.clone());
+                    } else {
+                        service.own_failures += 1;
+                    }
+                }
+                if instance.health == InstanceHealth::Expired {
+                    service.expired += 1;
+                }
+            }
+            let health = if node_down { Health::Down } else { Health::by_share(&node_counts) };
+            node_healths.push(health);
+            add_counts(&mut cluster_counts, &node_counts);
+            node_views.push(NodeView {
+                name: (*node).to_owned(),
+                address: address.map(str::to_owned),
+                health,
+                down_reason,
+                counts: node_counts,
+                groups,
+            });
+        }
+        add_counts(&mut counts, &cluster_counts);
+        let health = cluster_health(&node_healths);
+        cluster_views.push(ClusterView {
+            name: (*cluster).to_owned(),
+            health,
+            counts: cluster_counts,
+            nodes: node_views,
+        });
+    }
+
+    let mut open_breakers = 0;
+    let summaries = services
+        .into_iter()
+        .map(|(name, s)| {
+            open_breakers += s.open_breakers;
+            let health = Health::by_share(&s.counts);
+            s.attention(name, health, &mut attention);
+            ServiceSummary {
+                name: name.to_owned(),
+                health,
+                counts: s.counts,
+                versions: s.versions.into_iter().map(str::to_owned).collect(),
+                nodes: s.nodes.into_iter().collect(),
+                open_breakers: s.open_breakers,
+            }
+        })
+        .collect();
+    attention.sort_by(|a, b| a.severity.cmp(&b.severity).then_with(|| kind_rank(&a.kind).cmp(&kind_rank(&b.kind))));
+    TopologyView {
+        generated_at: now,
+        last_event_id,
+        counts,
+        open_breakers,
+        attention,
+        services: summaries,
+        clusters: cluster_views,
+    }
+}
+
+/// Down if every node with instances is down, degraded if any node is not healthy.
+fn cluster_health(nodes: &[Health]) -> Health {
+    let judged: Vec<_> = nodes.iter().filter(|h| **h != Health::Unknown).collect();
+    if judged.is_empty() {
+        Health::Unknown
+    } else if judged.iter().all(|h| **h == Health::Down) {
+        Health::Down
+    } else if judged.iter().all(|h| **h == Health::Healthy) {
+        Health::Healthy
+    } else {
+        Health::Degraded
+    }
+}
+
+fn add_counts(total: &mut HealthCounts, more: &HealthCounts) {
+    total.healthy += more.healthy;
+    total.unhealthy += more.unhealthy;
+    total.unknown += more.unknown;
+    total.expired += more.expired;
+}
+
+fn kind_rank(kind: &str) -> u8 {
+    match kind {
+        "node_down" => 0,
+        "service_down" => 1,
+        "service_degraded" => 2,
+        "breaker_open" => 3,
+        _ => 4,
+    }
+}
+
+fn most_common<'a>(reasons: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    reasons.for_each(|r| *seen.entry(r).or_default() += 1);
+    seen.into_iter().max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0))).map(|(reason, _)| reason)
+}
+
+/// Groups a node's instances by service version (the rows come ordered).
+fn group(instances: &[&InstanceRow], root_cause: Option<&str>) -> Vec<InstanceGroup> {
+    let mut groups: Vec<(String, String, Vec<&InstanceRow>)> = Vec::new();
+    for instance in instances {
+        match groups.last_mut() {
+            Some((service, version, members)) if *service == instance.service && *version == instance.version => {
+                members.push(instance);
+            }
+            _ => groups.push((instance.service.clone(), instance.version.clone(), vec![instance])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(service, version, members)| {
+            let mut counts = HealthCounts::default();
+            members.iter().for_each(|i| counts.add(i.health));
+            let list_all = members.len() <= LIST_UP_TO;
+            let cells: Vec<InstanceCell> = members
+                .iter()
+                .filter(|i| list_all || i.health != InstanceHealth::Healthy)
+                .map(|i| InstanceCell {
+                    id: i.id.clone(),
+                    port: i.port,
+                    health: i.health,
+                    breaker: i.breaker,
+                    reason: i.reason.clone(),
+                    root_cause: (Health::of_instance(i.health) == Health::Down)
+                        .then(|| root_cause.map(str::to_owned))
+                        .flatten(),
+                    changed_at: i.changed_at,
+                })
+                .collect();
+            let folded = u32::try_from(members.len() - cells.len()).unwrap_or(u32::MAX);
+            InstanceGroup { service, version, health: Health::by_share(&counts), counts, cells, folded }
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct ServiceAccumulator<'a> {
+    counts: HealthCounts,
+    versions: BTreeSet<&'a str>,
+    nodes: BTreeSet<String>,
+    open_breakers: u32,
+    expired: u32,
+    /// Down instances not explained by a down node.
+    own_failures: u32,
+    /// Down nodes that explain some of its down instances.
+    down_nodes: BTreeSet<String>,
+    down_since: Option<DateTime<Utc>>,
+}
+
+impl ServiceAccumulator<'_> {
+    fn attention(&self, name: &str, health: Health, out: &mut Vec<Attention>) {
+        let link = format!("/services/{name}");
+        let because = if self.down_nodes.is_empty() {
+            String::new()
+        } else {
+            let nodes: Vec<_> = self.down_nodes.iter().map(String::as_str).collect();
+            format!(" — because node {} {} down", nodes.join(", "), if nodes.len() == 1 { "is" } else { "are" })
+        };
+        let live = self.counts.total();
+        match health {
+            Health::Down => out.push(Attention {
+                severity: Severity::Critical,
+                kind: "service_down".into(),
+                title: format!("Service {name} is down"),
+                detail: format!("None of its {live} instances passes its health checks{because}."),
+                link: link.clone(),
+                since: self.down_since,
+            }),
+            Health::Degraded => out.push(Attention {
+                severity: Severity::Warning,
+                kind: "service_degraded".into(),
+                title: format!("Service {name} is degraded"),
+                detail: format!(
+                    "{} of {live} instances healthy; {} down{because}.",
+                    self.counts.healthy,
+                    self.counts.down()
+                ),
+                link: link.clone(),
+                since: self.down_since,
+            }),
+            Health::Healthy | Health::Unknown => {}
+        }
+        if self.open_breakers > 0 {
+            out.push(Attention {
+                severity: Severity::Warning,
+                kind: "breaker_open".into(),
+                title: format!(
+                    "{} health-check breaker{} open on {name}",
+                    self.open_breakers,
+                    if self.open_breakers == 1 { "" } else { "s" }
+                ),
+                detail: "Checks of those instances are paused; one trial probe per interval decides when they close."
+                    .into(),
+                link: link.clone(),
+                since: None,
+            });
+        }
+        if self.expired > 0 {
+            out.push(Attention {
+                severity: Severity::Warning,
+                kind: "instance_expiring".into(),
+                title: format!(
+                    "{} instance{} of {name} stopped heartbeating",
+                    self.expired,
+                    if self.expired == 1 { "" } else { "s" }
+                ),
+                detail: "Marked expired after their TTL; removed after the grace period unless they heartbeat again."
+                    .into(),
+                link,
+                since: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, service: &str, port: u16, health: InstanceHealth) -> Row {
+        Row {
+            cluster: "east".into(),
+            node: node.into(),
+            node_address: Some("127.0.1.1".into()),
+            instance: Some(InstanceRow {
+                id: format!("{node}-{service}-{port}"),
+                service: service.into(),
+                version: "v1".into(),
+                port,
+                health,
+                breaker: BreakerPosition::Closed,
+                reason: (health != InstanceHealth::Healthy).then(|| "cannot connect: Connection refused".into()),
+                changed_at: DateTime::UNIX_EPOCH,
+            }),
+        }
+    }
+
+    use InstanceHealth::{Healthy, Unhealthy};
+
+    #[test]
+    fn a_node_whose_instances_all_fail_is_one_root_cause_not_many_alarms() {
+        let rows = [
+            row("east-1", "api", 8001, Healthy),
+            row("east-1", "web", 8002, Healthy),
+            row("east-2", "api", 8001, Unhealthy),
+            row("east-2", "web", 8002, Unhealthy),
+            row("east-2", "web", 8003, Unhealthy),
+        ];
+        let view = build(&rows, Utc::now(), 0);
+        let east2 = &view.clusters[0].nodes[1];
+        assert_eq!(east2.health, Health::Down);
+        let cells: Vec<_> = east2.groups.iter().flat_map(|g| &g.cells).collect();
+        assert!(cells.iter().all(|c| c.root_cause.as_deref() == Some("down because node east/east-2 is down")));
+        assert_eq!(view.clusters[0].health, Health::Degraded);
+        let kinds: Vec<_> = view.attention.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(kinds, ["node_down", "service_degraded", "service_degraded"], "{:#?}", view.attention);
+        assert!(view.attention[1].detail.contains("because node east/east-2 is down"), "{}", view.attention[1].detail);
+    }
+
+    #[test]
+    fn a_single_failing_instance_is_blamed_on_itself_and_a_service_with_nothing_healthy_is_down() {
+        let rows = [row("east-1", "web", 8002, Healthy), row("east-2", "pay", 8001, Unhealthy)];
+        let view = build(&rows, Utc::now(), 0);
+        let east2 = &view.clusters[0].nodes[1];
+        assert_eq!(east2.down_reason, None);
+        assert_eq!(east2.groups[0].cells[0].root_cause, None);
+        assert_eq!(view.attention[0].kind, "service_down");
+        assert_eq!(view.attention[0].title, "Service pay is down");
+    }
+
+    #[test]
+    fn big_groups_list_only_their_problems_and_count_the_rest() {
+        let mut rows: Vec<Row> = (0..100).map(|p| row("east-1", "web", 9000 + p, Healthy)).collect();
+        rows.push(row("east-1", "web", 9999, Unhealthy));
+        let view = build(&rows, Utc::now(), 0);
+        let group = &view.clusters[0].nodes[0].groups[0];
+        assert_eq!(group.cells.len(), 1);
+        assert_eq!(group.folded, 100);
+        assert_eq!(group.counts.healthy, 100);
+        assert_eq!(group.health, Health::Degraded);
+    }
+
+    #[test]
+    fn an_empty_node_is_shown_as_unknown_and_does_not_make_its_cluster_degraded() {
+        let mut rows = vec![row("east-1", "web", 8002, Healthy)];
+        rows.push(Row { cluster: "east".into(), node: "east-9".into(), node_address: None, instance: None });
+        let view = build(&rows, Utc::now(), 0);
+        assert_eq!(view.clusters[0].nodes[1].health, Health::Unknown);
+        assert_eq!(view.clusters[0].health, Health::Healthy);
+        assert!(view.attention.is_empty());
+    }
+}
