@@ -5,6 +5,9 @@
 //! `hydrate` into the wasm bundle. Server functions are thin adapters over [`backend::Backend`],
 //! which the server implements and provides as context; no SQL or HTTP client lives here.
 
+// Leptos' typed views nest deeply; the topology page's type needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod backend;
 pub mod components;
@@ -14,12 +17,20 @@ pub mod pages;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
+    ParamSegment, StaticSegment,
     components::{Route, Router, Routes},
 };
 
 use crate::components::shell::Shell;
-use crate::pages::{admin::AdminPage, audit::AuditPage, login::LoginPage, not_found::NotFound, overview::OverviewPage};
+use crate::pages::{
+    admin::AdminPage,
+    audit::AuditPage,
+    login::LoginPage,
+    not_found::NotFound,
+    overview::OverviewPage,
+    services::{ServicePage, ServicesPage},
+    topology::TopologyPage,
+};
 
 /// The HTML document around the app: rendered once per request on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -52,6 +63,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=OverviewPage />
                     <Route path=StaticSegment("login") view=LoginPage />
+                    <Route path=StaticSegment("topology") view=TopologyPage />
+                    <Route path=StaticSegment("services") view=ServicesPage />
+                    <Route path=(StaticSegment("services"), ParamSegment("name")) view=ServicePage />
                     <Route path=StaticSegment("audit") view=AuditPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod overview;
+mod topology;
 
 use std::time::Duration;
 

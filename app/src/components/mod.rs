@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit_log;
+pub mod event_feed;
 pub mod live;
 pub mod readiness;
 pub mod shell;

@@ -22,8 +22,8 @@ enum NavTarget {
 
 const NAV: &[NavEntry] = &[
     NavEntry { label: "Overview", target: NavTarget::Page("/") },
-    NavEntry { label: "Topology", target: NavTarget::ArrivesWith("topology and health checking") },
-    NavEntry { label: "Services", target: NavTarget::ArrivesWith("topology and health checking") },
+    NavEntry { label: "Topology", target: NavTarget::Page("/topology") },
+    NavEntry { label: "Services", target: NavTarget::Page("/services") },
     NavEntry { label: "Releases", target: NavTarget::ArrivesWith("traffic and releases") },
     NavEntry { label: "Logs", target: NavTarget::ArrivesWith("metrics and logs") },
     NavEntry { label: "Audit", target: NavTarget::Page("/audit") },

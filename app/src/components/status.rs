@@ -44,3 +44,21 @@ pub fn StatusMark(status: Status, #[prop(into)] label: String) -> impl IntoView 
         </span>
     }
 }
+
+impl From<crate::model::health::Health> for Status {
+    fn from(health: crate::model::health::Health) -> Self {
+        use crate::model::health::Health;
+        match health {
+            Health::Healthy => Status::Healthy,
+            Health::Degraded => Status::Degraded,
+            Health::Down => Status::Down,
+            Health::Unknown => Status::Unknown,
+        }
+    }
+}
+
+impl From<crate::model::topology::InstanceHealth> for Status {
+    fn from(health: crate::model::topology::InstanceHealth) -> Self {
+        crate::model::health::Health::of_instance(health).into()
+    }
+}

@@ -5,3 +5,5 @@ pub mod audit;
 pub mod login;
 pub mod not_found;
 pub mod overview;
+pub mod services;
+pub mod topology;

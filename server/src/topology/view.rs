@@ -86,15 +86,50 @@ pub async fn load(db: &PgPool, last_event_id: i64) -> Result<TopologyView, sqlx:
     Ok(build(&rows, Utc::now(), last_event_id))
 }
 
-/// A cluster's nodes: name → (address, instances).
-type NodesOf<'a> = BTreeMap<&'a str, (Option<&'a str>, Vec<&'a InstanceRow>)>;
+/// A cluster's nodes: name (in natural order) → (address, instances).
+type NodesOf<'a> = BTreeMap<NaturalKey<'a>, (Option<&'a str>, Vec<&'a InstanceRow>)>;
+
+/// Orders names as people count: `node-2` before `node-10`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct NaturalKey<'a>(&'a str);
+
+impl NaturalKey<'_> {
+    /// Runs of digits become numbers, the rest stays text.
+    fn parts(&self) -> Vec<Result<u128, &str>> {
+        let mut parts = Vec::new();
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let (part, tail) = if digits > 0 {
+                rest.split_at(digits)
+            } else {
+                rest.split_at(rest.bytes().take_while(|b| !b.is_ascii_digit()).count())
+            };
+            parts.push(if digits > 0 { part.parse().map_err(|_| part) } else { Err(part) });
+            rest = tail;
+        }
+        parts
+    }
+}
+
+impl Ord for NaturalKey<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts()).then_with(|| self.0.cmp(other.0))
+    }
+}
+
+impl PartialOrd for NaturalKey<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// The view of these rows (ordered by cluster, node, service, version, port).
 pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyView {
     let mut clusters: BTreeMap<&str, NodesOf<'_>> = BTreeMap::new();
     for row in rows {
         let nodes = clusters.entry(&row.cluster).or_default();
-        let node = nodes.entry(&row.node).or_insert((row.node_address.as_deref(), Vec::new()));
+        let node = nodes.entry(NaturalKey(&row.node)).or_insert((row.node_address.as_deref(), Vec::new()));
         node.1.extend(row.instance.as_ref());
     }
 
@@ -111,6 +146,7 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
             instances.iter().for_each(|i| node_counts.add(i.health));
             let node_down =
                 node_counts.total() >= NODE_DOWN_MIN_INSTANCES && node_counts.healthy == 0 && node_counts.unknown == 0;
+            let node = node.0;
             let label = format!("{cluster}/{node}");
             let down_reason = node_down.then(|| {
                 let cause = most_common(instances.iter().filter_map(|i| i.reason.as_deref()));
@@ -158,7 +194,7 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
             node_healths.push(health);
             add_counts(&mut cluster_counts, &node_counts);
             node_views.push(NodeView {
-                name: (*node).to_owned(),
+                name: node.to_owned(),
                 address: address.map(str::to_owned),
                 health,
                 down_reason,
@@ -425,6 +461,14 @@ mod tests {
         assert_eq!(group.folded, 100);
         assert_eq!(group.counts.healthy, 100);
         assert_eq!(group.health, Health::Degraded);
+    }
+
+    #[test]
+    fn nodes_are_listed_in_the_order_people_count() {
+        let rows: Vec<Row> = ["n-10", "n-2", "n-1"].iter().map(|n| row(n, "web", 1, Healthy)).collect();
+        let view = build(&rows, Utc::now(), 0);
+        let names: Vec<_> = view.clusters[0].nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["n-1", "n-2", "n-10"]);
     }
 
     #[test]
