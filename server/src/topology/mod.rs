@@ -1,6 +1,8 @@
 //! Topology and service discovery: the registry of where every instance lives right now, and
-//! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`).
+//! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`), plus the
+//! catalog of clusters, nodes and services (`catalog`).
 
+pub mod catalog;
 pub mod checker;
 pub mod discovery;
 pub mod registry;
@@ -22,6 +24,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deregister_instance))
         .routes(routes!(heartbeat))
         .routes(routes!(discover))
+        .merge(catalog::routes())
 }
 
 /// Registers an instance (and its cluster, node, service and version on first sight).
