@@ -115,7 +115,7 @@ impl CheckSettings {
 pub struct NewCluster {
     #[cfg_attr(feature = "ssr", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"))]
     pub name: String,
-    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<String>,
 }
 
@@ -132,7 +132,7 @@ impl NewCluster {
 #[serde(deny_unknown_fields)]
 pub struct ClusterEdit {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<Option<String>>,
 }
 
@@ -154,7 +154,7 @@ pub struct NewNode {
     pub name: String,
     #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 253, pattern = "^[A-Za-z0-9.:\\[\\]_-]+$"))]
     pub address: Option<String>,
-    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<String>,
 }
 
@@ -175,7 +175,7 @@ pub struct NodeEdit {
     #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, min_length = 1, max_length = 253, pattern = "^[A-Za-z0-9.:\\[\\]_-]+$"))]
     pub address: Option<Option<String>>,
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<Option<String>>,
 }
 
@@ -196,10 +196,10 @@ impl NodeEdit {
 pub struct NewService {
     #[cfg_attr(feature = "ssr", schema(pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"))]
     pub name: String,
-    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<String>,
     /// Probed on each instance (default `/healthz`).
-    #[cfg_attr(feature = "ssr", schema(pattern = "^/[^\\s\\p{Cc}]*$", max_length = 1000))]
+    #[cfg_attr(feature = "ssr", schema(pattern = "^/[^\\s\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 1000))]
     pub health_check_path: Option<String>,
     /// 500–3,600,000 (default 5000).
     #[cfg_attr(feature = "ssr", schema(minimum = 500, maximum = 3_600_000))]
@@ -242,9 +242,9 @@ impl NewService {
 #[serde(deny_unknown_fields)]
 pub struct ServiceEdit {
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\p{Cc}]*$"))]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>, nullable, max_length = 500, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"))]
     pub description: Option<Option<String>>,
-    #[cfg_attr(feature = "ssr", schema(pattern = "^/[^\\s\\p{Cc}]*$", max_length = 1000))]
+    #[cfg_attr(feature = "ssr", schema(pattern = "^/[^\\s\\x00-\\x1f\\x7f-\\x9f]*$", max_length = 1000))]
     pub health_check_path: Option<String>,
     #[cfg_attr(feature = "ssr", schema(minimum = 500, maximum = 3_600_000))]
     pub check_interval_ms: Option<i32>,
