@@ -38,8 +38,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(services::show, services::edit, services::delete))
 }
 
-/// A name from the path that can't be valid names nothing there is: 404, not 400, like any
-/// unknown name.
+/// A name in the path that breaks the name rule can't name anything stored: 404 like any
+/// unknown name, not 400.
 fn known(field: &str, name: &str) -> Result<(), ApiError> {
     check_name(field, name).map_err(ApiError::NotFound)
 }
