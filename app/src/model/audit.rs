@@ -26,10 +26,13 @@ pub enum AuditAction {
     TokenCreate,
     #[serde(rename = "token.revoke")]
     TokenRevoke,
+    /// A cluster, node or service created, edited or removed through the API.
+    #[serde(rename = "topology.change")]
+    TopologyChange,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 7] = [
+    pub const ALL: [AuditAction; 8] = [
         AuditAction::Login,
         AuditAction::Logout,
         AuditAction::AccessDenied,
@@ -37,6 +40,7 @@ impl AuditAction {
         AuditAction::UserUpdate,
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
+        AuditAction::TopologyChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl AuditAction {
             AuditAction::UserUpdate => "user.update",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::TopologyChange => "topology.change",
         }
     }
 }
@@ -65,6 +70,7 @@ impl FromStr for AuditAction {
                 "user.update",
                 "token.create",
                 "token.revoke",
+                "topology.change",
             ],
         })
     }

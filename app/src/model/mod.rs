@@ -2,6 +2,7 @@
 //! here too, so forms check input in the browser with the same rules the server applies.
 
 pub mod audit;
+pub mod catalog;
 pub mod events;
 pub mod health;
 pub mod identity;

@@ -296,7 +296,6 @@ fn Group(
     let cells = group
         .cells
         .iter()
-        .cloned()
         .map(|cell| {
             let status: Status = cell.health.into();
             let breaker_open = cell.breaker == BreakerPosition::Open;

@@ -393,6 +393,9 @@ async fn load(db: &PgPool, targets: &mut HashMap<Uuid, TargetState>) -> Result<(
         let health = InstanceHealth::parse(&r.health);
         match targets.get_mut(&r.id) {
             Some(state) => {
+                // A shortened interval (a service tuned through the API) applies now, not
+                // after the probe the old one scheduled.
+                state.next_due = state.next_due.min(now + target.interval);
                 state.target = target;
                 if state.health != health && !state.probing {
                     state.health = health;

@@ -1,6 +1,8 @@
 //! Topology and service discovery: the registry of where every instance lives right now, and
-//! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`).
+//! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`), plus the
+//! catalog of clusters, nodes and services (`catalog`).
 
+pub mod catalog;
 pub mod checker;
 pub mod detail;
 pub mod discovery;
@@ -29,6 +31,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(discover))
         .routes(routes!(topology))
         .routes(routes!(service_health))
+        .merge(catalog::routes())
 }
 
 /// The whole picture, aggregated: clusters → nodes → service versions → instances, health by

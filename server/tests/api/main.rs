@@ -3,6 +3,7 @@
 
 mod access;
 mod binary;
+mod catalog;
 mod events;
 mod health;
 mod influx;
