@@ -98,6 +98,18 @@ async fn an_instance_turns_from_healthy_to_down_on_the_open_page_when_its_proces
     .await;
     assert!(details.contains("cannot connect"), "{details}");
     browser.screenshot("topology-instance-down-1280").await;
+
+    // The service page: the down instance with its reason, the change, the probe chart.
+    page.find(Locator::LinkText("Open service web →")).await.expect("link").click().await.expect("click");
+    let changes = crate::wait_for_text(page, ".page-service", "Recent state changes").await;
+    assert!(changes.contains("cannot connect"), "{changes}");
+    wait_until("the probe chart", Duration::from_secs(15), || async {
+        page.find(Locator::Css(".chart-svg")).await.ok()
+    })
+    .await;
+    let degraded = page.find(Locator::Css(".service-summary")).await.expect("summary").text().await.expect("text");
+    assert!(degraded.contains("degraded") && degraded.contains("1 healthy · 1 down"), "{degraded}");
+    browser.screenshot("service-page-1280").await;
     browser.close().await;
 }
 
