@@ -3,6 +3,7 @@
 
 mod access;
 mod binary;
+mod demo;
 mod health;
 mod influx;
 mod layers;
