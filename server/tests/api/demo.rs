@@ -89,12 +89,17 @@ impl Stage {
     /// `opsdeck demo-service` for `service` on a free loopback port; the token goes in the
     /// environment, as the fleet passes it.
     fn service(&self, service: &str) -> (Process, u16) {
+        self.service_with(service, &[])
+    }
+
+    fn service_with(&self, service: &str, extra: &[&str]) -> (Process, u16) {
         let port = free_port();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"));
         command
             .args(["--log-format", "json", "demo-service", "--service", service, "--service-version", "v1"])
             .args(["--cluster", "east", "--node", "east-1", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--opsdeck-url", &self.app.address, "--slow-delay", "3s"])
+            .args(extra)
             .env("OPSDECK_TOKEN", &self.ingest);
         (Process::spawn(command), port)
     }
@@ -251,6 +256,26 @@ async fn sigterm_deregisters_the_instance_and_exits_cleanly() {
 
     assert!(status.success(), "exit {status:?}: {}", service.output());
     assert!(stage.instance_at(port).await.is_none(), "deregistered before exiting");
+}
+
+#[tokio::test]
+async fn a_service_the_registry_forgot_registers_again_at_its_next_heartbeat() {
+    let stage = Stage::new().await;
+    // A 3 s TTL asks for a heartbeat every second.
+    let (service, port) = stage.service_with("web", &["--ttl-seconds", "3"]);
+    let first = stage.registered("web", port, &service).await;
+    let first = first["id"].as_str().expect("id").to_owned();
+
+    let deleted =
+        stage.app.http.delete(stage.app.url(&format!("/api/v1/instances/{first}"))).bearer_auth(&stage.ingest).send();
+    assert_eq!(deleted.await.expect("answer").status(), 204);
+
+    let again = wait_until("the service to register again", PATIENCE, || async {
+        stage.instance_at(port).await.filter(|i| i["id"] != first.as_str())
+    })
+    .await;
+    assert_eq!(again["ttl_seconds"], 3);
+    assert!(service.output().contains("registering again"), "{}", service.output());
 }
 
 #[tokio::test]
