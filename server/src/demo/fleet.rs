@@ -1,103 +1,27 @@
-//! The demo fleet: which service instances run where ([`FleetPlan`]), the supervisor that starts
-//! them as child processes of this binary and acts on them ([`Fleet`]), and `opsdeck demo`
-//! itself ([`run`]), which starts the dashboard, the fleet and the control API together.
+//! The supervisor of the demo fleet: starts its instances as child processes of this binary
+//! and stops, kills and restarts them on request through the control API.
 //!
 //! Nothing is restarted automatically: a crashed or killed instance stays down (and red on the
-//! dashboard) until someone starts it again through the control API.
+//! dashboard) until someone starts it again.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::Context;
-use app::model::identity::{NewToken, Scope};
 use clap::ValueEnum;
 use serde::Serialize;
 use tokio::{process::Child, sync::Mutex};
 
 use super::{
-    DemoSettings, FleetSize,
     mode::{Mode, ModeBody},
+    plan::{FleetPlan, InstanceSpec},
     service::TOKEN_ENV,
 };
-use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, http::error::ApiError, startup::Application};
+use crate::{cli::LogFormat, http::error::ApiError};
 
-/// Services and versions of the demo, in port order (service n, version m → base + 10·n + m).
-const SERVICES: [&str; 3] = ["web", "api", "payments"];
-const VERSIONS: [&str; 2] = ["v1", "v2"];
-/// Which nodes (1-based, in every cluster) run each (service, version): 9 instances per cluster,
-/// every node runs something of each service, and every version runs on more than one node
-/// across the fleet, so stopping a node degrades services instead of erasing them.
-const PLACEMENT: [(usize, usize, &[u8]); 6] =
-    [(0, 0, &[1, 2]), (0, 1, &[3]), (1, 0, &[2, 3]), (1, 1, &[1]), (2, 0, &[1, 3]), (2, 1, &[2])];
-/// Clusters of the full fleet and the third octet of their nodes' loopback addresses
-/// (east-1 = 127.0.1.1, west-3 = 127.0.2.3): all of 127.0.0.0/8 is loopback on Linux, so each
-/// node gets an address of its own without any set-up.
-const CLUSTERS: [(&str, u8); 2] = [("east", 1), ("west", 2)];
-const NODES_PER_CLUSTER: u8 = 3;
 /// How long a gracefully stopped service gets to deregister and exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long the control API waits for a service's own answer (its mode switch).
 const SERVICE_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One instance the fleet runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InstanceSpec {
-    /// `service-version@node`, e.g. `web-v1@east-1`: how the control API names it.
-    pub id: String,
-    pub service: String,
-    pub version: String,
-    pub cluster: String,
-    pub node: String,
-    pub address: SocketAddr,
-}
-
-/// The instances of a demo fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetPlan {
-    pub instances: Vec<InstanceSpec>,
-}
-
-impl FleetPlan {
-    /// The fleet of this size, with ports from `port_base` (fixed per service and version, so a
-    /// restarted instance comes back at the same address).
-    pub fn new(size: FleetSize, port_base: u16) -> Self {
-        let spec = |service: usize, version: usize, cluster: &str, octet: u8, node: u8| {
-            let (service, version) = (SERVICES[service], VERSIONS[version]);
-            let node_name = format!("{cluster}-{node}");
-            let port = port_base + 10 * service_index(service) + version_index(version);
-            InstanceSpec {
-                id: format!("{service}-{version}@{node_name}"),
-                service: service.into(),
-                version: version.into(),
-                cluster: cluster.into(),
-                node: node_name,
-                address: SocketAddr::from(([127, 0, octet, node], port)),
-            }
-        };
-        let instances = match size {
-            FleetSize::Full => CLUSTERS
-                .iter()
-                .flat_map(|&(cluster, octet)| {
-                    (1..=NODES_PER_CLUSTER).flat_map(move |node| {
-                        PLACEMENT
-                            .iter()
-                            .filter(move |(_, _, nodes)| nodes.contains(&node))
-                            .map(move |&(service, version, _)| spec(service, version, cluster, octet, node))
-                    })
-                })
-                .collect(),
-            FleetSize::Small => (1..=2).map(|node| spec(0, 0, "east", 1, node)).collect(),
-        };
-        Self { instances }
-    }
-}
-
-fn service_index(service: &str) -> u16 {
-    SERVICES.iter().position(|s| *s == service).unwrap_or_default() as u16
-}
-
-fn version_index(version: &str) -> u16 {
-    VERSIONS.iter().position(|v| *v == version).unwrap_or_default() as u16
-}
 
 /// Whether an instance's process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -371,145 +295,5 @@ async fn terminate(id: &str, child: &mut Child, scope: &str) -> String {
             let _ = child.kill().await;
             format!("killed (SIGKILL) after not stopping within {} s of SIGTERM", STOP_GRACE.as_secs())
         }
-    }
-}
-
-/// The token the fleet registers with: ingest only, expiring by itself, revoked when the demo stops.
-async fn create_token(db: &sqlx::PgPool) -> anyhow::Result<(i64, String)> {
-    let request = NewToken { name: "opsdeck demo fleet".into(), scopes: vec![Scope::Ingest], expires_in_days: Some(1) };
-    let created = crate::auth::tokens::create(db, &request, &Actor::system("opsdeck demo"), &RequestContext::default())
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot create the demo fleet's ingest token: {error}"))?;
-    Ok((created.token.id, created.secret))
-}
-
-/// `opsdeck demo`: the dashboard, the fleet and the control API, until SIGTERM or Ctrl-C. On the
-/// way out the fleet stops first (each service deregisters while the dashboard still answers),
-/// then the control API and the dashboard.
-pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Result<()> {
-    let plan = FleetPlan::new(settings.fleet, settings.service_port_base);
-    let application = Application::build(settings.serve.clone()).await?;
-    let dashboard = application.local_addr();
-    let db = application.state().db.clone();
-    let control_listener = tokio::net::TcpListener::bind(settings.control_listen).await.with_context(|| {
-        format!(
-            "cannot listen on {} (--control-listen / OPSDECK_DEMO_CONTROL_LISTEN): is the port taken?",
-            settings.control_listen
-        )
-    })?;
-    let control_address = control_listener.local_addr().context("the control listener has no address")?;
-    let (token_id, token) = create_token(&db).await?;
-    let (stop_dashboard, dashboard_stop) = tokio::sync::oneshot::channel::<()>();
-    let mut dashboard_task = tokio::spawn(application.run_until_stopped(async move {
-        let _ = dashboard_stop.await;
-    }));
-
-    let launch = Launch {
-        exe: std::env::current_exe().context("cannot find this program's own path to start the demo services")?,
-        opsdeck_url: format!("http://{}", reachable(dashboard)),
-        token,
-        log_format,
-    };
-    let fleet = Arc::new(Fleet::new(launch, plan)?);
-    let started = fleet.start_all().await;
-    let (stop_control, control_stop) = tokio::sync::oneshot::channel::<()>();
-    let mut control_task = tokio::spawn(super::control::serve(control_listener, fleet.clone(), async move {
-        let _ = control_stop.await;
-    }));
-    tracing::info!(dashboard = %format!("http://{dashboard}/"), control = %format!("http://{control_address}/"), instances = started.len(), "opsdeck demo is running");
-    print_banner(dashboard, control_address, &started);
-
-    let outcome = tokio::select! {
-        () = crate::startup::shutdown_signal() => Ok(()),
-        ended = &mut dashboard_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the dashboard stopped by itself"))),
-        ended = &mut control_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the control API stopped by itself"))),
-    };
-    tracing::info!("stopping the demo fleet (each service deregisters), then the dashboard");
-    fleet.stop_all().await;
-    let (actor, context) = (Actor::system("opsdeck demo"), RequestContext::default());
-    if let Err(error) = crate::auth::tokens::revoke(&db, token_id, &actor, &context).await {
-        tracing::warn!(%error, "could not revoke the demo fleet's token; it expires within a day");
-    }
-    let _ = stop_control.send(());
-    let _ = stop_dashboard.send(());
-    if !control_task.is_finished() {
-        let _ = control_task.await;
-    }
-    if !dashboard_task.is_finished() {
-        flatten(dashboard_task.await)?;
-    }
-    outcome
-}
-
-fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    joined.context("a demo task panicked")?
-}
-
-/// An address a client on this machine can connect to (a wildcard listen address isn't one).
-fn reachable(address: SocketAddr) -> SocketAddr {
-    match address.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::from(([127, 0, 0, 1], address.port())),
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, address.port())),
-        _ => address,
-    }
-}
-
-/// Where everything is and what to try, for the person who started the demo.
-fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberStatus]) {
-    let dashboard = reachable(dashboard);
-    let control = reachable(control);
-    let example = started.first().map(|s| s.spec.id.as_str()).unwrap_or("web-v1@east-1");
-    let node = started.first().map(|s| s.spec.node.as_str()).unwrap_or("east-1");
-    let running = started.iter().filter(|s| s.state == ProcessState::Running).count();
-    println!(
-        "\nopsdeck demo: {running} of {} demo instances started\n\
-         \n  dashboard     http://{dashboard}/\n  control API   http://{control}/   (the fleet as a table)\n\
-         \nTry:\n\
-         \n  curl -s http://{control}/fleet                                      # the fleet, as JSON\
-         \n  curl -s -X PUT http://{control}/instances/{example}/mode -d '{{\"mode\":\"error\"}}'   # healthy | slow | error | exit\
-         \n  curl -s -X POST http://{control}/nodes/{node}/stop                      # SIGKILL every process on the node\
-         \n  curl -s -X POST http://{control}/nodes/{node}/start                     # start them again\
-         \n  curl -s -X POST http://{control}/instances/{example}/start              # start one stopped instance\
-         \n  curl -s -X POST http://{control}/instances/{example}/stop               # SIGTERM: it deregisters and exits\
-         \n\nCtrl-C stops everything.\n",
-        started.len()
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-
-    #[test]
-    fn the_full_fleet_spreads_two_versions_of_three_services_over_six_nodes_with_unique_addresses() {
-        let plan = FleetPlan::new(FleetSize::Full, 8100);
-        assert_eq!(plan.instances.len(), 18);
-        let addresses: HashSet<_> = plan.instances.iter().map(|i| i.address).collect();
-        assert_eq!(addresses.len(), plan.instances.len(), "one instance per host:port");
-        let ids: HashSet<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids.len(), plan.instances.len(), "ids are unique");
-        let nodes: HashSet<_> = plan.instances.iter().map(|i| (i.node.as_str(), i.address.ip())).collect();
-        assert_eq!(nodes.len(), 6, "each node has its own address: {nodes:?}");
-        for service in SERVICES {
-            for version in VERSIONS {
-                let on: Vec<_> =
-                    plan.instances.iter().filter(|i| i.service == service && i.version == version).collect();
-                assert!(on.len() >= 2, "{service} {version} runs more than once");
-                assert!(on.iter().all(|i| i.address.port() == on[0].address.port()), "fixed port per version");
-            }
-        }
-        let east_1 = plan.instances.iter().find(|i| i.id == "web-v1@east-1").expect("web v1 on east-1");
-        assert_eq!(east_1.address, "127.0.1.1:8100".parse().expect("address"));
-        let payments = plan.instances.iter().find(|i| i.id == "payments-v2@west-2").expect("payments v2 on west-2");
-        assert_eq!(payments.address, "127.0.2.2:8121".parse().expect("address"));
-    }
-
-    #[test]
-    fn the_small_fleet_is_two_instances_on_two_nodes() {
-        let plan = FleetPlan::new(FleetSize::Small, 40000);
-        let ids: Vec<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["web-v1@east-1", "web-v1@east-2"]);
     }
 }

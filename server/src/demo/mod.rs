@@ -1,14 +1,17 @@
 //! `opsdeck demo`: the dashboard plus a fleet of real HTTP services on loopback that register,
 //! heartbeat, answer health checks and can be made to fail, so the dashboard shows real changes.
 //!
-//! Each demo service is its own OS process (`opsdeck demo-service`, [`service`]), so killing one
-//! is a real crash and stopping a node is a real outage. [`fleet`] starts and supervises them
-//! (restarting none by itself: a failure stays visible until someone acts), and [`control`] is
-//! the small HTTP API people use to break and mend things during a demo.
+//! Each demo service is its own OS process (`opsdeck demo-service`, [`service`], registering
+//! through [`registrar`]), so killing one is a real crash and stopping a node is a real outage.
+//! [`plan`] says which instances run where, [`fleet`] starts and supervises them (restarting none
+//! by itself: a failure stays visible until someone acts), [`control`] is the small HTTP API
+//! people use to break and mend things, and [`command`] runs it all with the dashboard.
 
+pub mod command;
 pub mod control;
 pub mod fleet;
 pub mod mode;
+pub mod plan;
 pub mod registrar;
 pub mod service;
 
@@ -16,7 +19,8 @@ use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
 
-pub use fleet::{FleetPlan, run};
+pub use command::run;
+pub use plan::FleetPlan;
 
 /// Everything `opsdeck demo` needs: the dashboard's own settings plus the fleet's.
 #[derive(Debug, Clone, Args)]
