@@ -13,15 +13,6 @@ use super::{
 };
 use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, startup::Application};
 
-/// The token the fleet registers with: ingest only, expiring by itself, revoked when the demo stops.
-async fn create_token(db: &sqlx::PgPool) -> anyhow::Result<(i64, String)> {
-    let request = NewToken { name: "opsdeck demo fleet".into(), scopes: vec![Scope::Ingest], expires_in_days: Some(1) };
-    let created = crate::auth::tokens::create(db, &request, &Actor::system("opsdeck demo"), &RequestContext::default())
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot create the demo fleet's ingest token: {error}"))?;
-    Ok((created.token.id, created.secret))
-}
-
 /// `opsdeck demo`: the dashboard, the fleet and the control API, until SIGTERM or Ctrl-C. On the
 /// way out the fleet stops first (each service deregisters while the dashboard still answers),
 /// then the control API and the dashboard.
@@ -77,7 +68,17 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
     if !dashboard_task.is_finished() {
         flatten(dashboard_task.await)?;
     }
+    tracing::info!("opsdeck demo stopped");
     outcome
+}
+
+/// The token the fleet registers with: ingest only, expiring by itself, revoked when the demo stops.
+async fn create_token(db: &sqlx::PgPool) -> anyhow::Result<(i64, String)> {
+    let request = NewToken { name: "opsdeck demo fleet".into(), scopes: vec![Scope::Ingest], expires_in_days: Some(1) };
+    let created = crate::auth::tokens::create(db, &request, &Actor::system("opsdeck demo"), &RequestContext::default())
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot create the demo fleet's ingest token: {error}"))?;
+    Ok((created.token.id, created.secret))
 }
 
 fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

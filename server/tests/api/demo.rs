@@ -332,7 +332,7 @@ async fn a_demo_service_without_a_token_stops_at_once_saying_where_the_token_goe
 }
 
 #[tokio::test]
-async fn the_demo_supervises_a_fleet_whose_node_can_be_stopped_and_started_from_the_control_api() {
+async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_control_api() {
     let env = TestEnv::from_env();
     let database = env.fresh_database().await;
     let (dashboard_port, control_port) = (free_port(), free_port());
@@ -376,6 +376,20 @@ async fn the_demo_supervises_a_fleet_whose_node_can_be_stopped_and_started_from_
     node_becomes(&db, "east-1", "healthy").await;
     let unknown = http.post(format!("{control}/nodes/mars-1/start")).send().await.expect("answer");
     assert_eq!(unknown.status(), 404);
+
+    let mode_of = |id: &str, body: &'static str| http.put(format!("{control}/instances/{id}/mode")).body(body).send();
+    let set: Value = mode_of("web-v1@east-2", r#"{"mode":"error"}"#).await.expect("answer").json().await.expect("json");
+    assert_eq!(set["mode"], "error");
+    node_becomes(&db, "east-2", "unhealthy").await;
+    let reason: String = sqlx::query_scalar("SELECT health_reason FROM instances WHERE health = 'unhealthy'")
+        .fetch_one(&db)
+        .await
+        .expect("the reason is stored");
+    assert!(reason.contains("HTTP 503"), "{reason}");
+    assert_eq!(mode_of("web-v1@east-2", r#"{"mode":"broken"}"#).await.expect("answer").status(), 422);
+    assert_eq!(mode_of("web-v1@mars-1", r#"{"mode":"error"}"#).await.expect("answer").status(), 404);
+    let page = http.get(format!("{control}/")).send().await.expect("answer").text().await.expect("html");
+    assert!(page.contains("<td>web-v1@east-2</td>") && page.contains("<td>error</td>"), "{page}");
 
     let pids: Vec<u64> = {
         let fleet: Value =
