@@ -17,6 +17,9 @@ use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, startup::Applica
 /// way out the fleet stops first (each service deregisters while the dashboard still answers),
 /// then the control API and the dashboard.
 pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Result<()> {
+    // Listen for SIGTERM/Ctrl-C from the start, so a stop during start-up also stops the fleet
+    // in order instead of killing the demo with its children still registered.
+    let mut stop_requested = tokio::spawn(crate::startup::shutdown_signal());
     let plan = FleetPlan::new(settings.fleet, settings.service_port_base);
     let application = Application::build(settings.serve.clone()).await?;
     let dashboard = application.local_addr();
@@ -50,7 +53,7 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
     print_banner(dashboard, control_address, &started);
 
     let outcome = tokio::select! {
-        () = crate::startup::shutdown_signal() => Ok(()),
+        _ = &mut stop_requested => Ok(()),
         ended = &mut dashboard_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the dashboard stopped by itself"))),
         ended = &mut control_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the control API stopped by itself"))),
     };
