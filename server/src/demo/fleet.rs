@@ -68,12 +68,13 @@ impl Member {
         }
     }
 
-    fn status(&self, mode: Option<Mode>) -> MemberStatus {
+    /// Its status; the mode is left for [`Fleet::list`] to ask the service.
+    fn status(&self) -> MemberStatus {
         let (state, pid, detail) = match &self.process {
             Process::Running(child) => (ProcessState::Running, child.id(), None),
             Process::Ended { state, detail } => (*state, None, Some(detail.clone())),
         };
-        MemberStatus { spec: self.spec.clone(), state, pid, detail, mode: mode.filter(|_| pid.is_some()) }
+        MemberStatus { spec: self.spec.clone(), state, pid, detail, mode: None }
     }
 }
 
@@ -120,6 +121,10 @@ impl Fleet {
             .arg("--stop-when-stdin-closes")
             .args(log_format.iter().flat_map(|format| ["--log-format", format.as_str()]))
             .env(TOKEN_ENV, &self.launch.token)
+            // A demo service needs its ingest token and nothing else: not the dashboard's secrets.
+            .env_remove("DATABASE_URL")
+            .env_remove("OPSDECK_INFLUX_TOKEN")
+            .env_remove("OPSDECK_INFLUX_PASSWORD")
             // The service stops when this end of its stdin closes: it can't outlive the demo,
             // even if the demo is killed and never gets to stop it.
             .stdin(Stdio::piped())
@@ -198,7 +203,7 @@ impl Fleet {
                 }
                 _ => {}
             }
-            changed.push(member.status(None));
+            changed.push(member.status());
         }
         changed
     }
@@ -211,7 +216,7 @@ impl Fleet {
                 .iter_mut()
                 .map(|m| {
                     m.refresh();
-                    m.status(None)
+                    m.status()
                 })
                 .collect()
         };

@@ -397,6 +397,18 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
         fleet.as_array().expect("list").iter().filter_map(|m| m["pid"].as_u64()).collect()
     };
     assert_eq!(pids.len(), 2);
+    for pid in &pids {
+        let environment = std::fs::read(format!("/proc/{pid}/environ")).expect("the service's environment");
+        let environment = String::from_utf8_lossy(&environment);
+        let variables: Vec<&str> = environment.split('\0').collect();
+        let arguments = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the service's arguments");
+        assert!(variables.iter().any(|v| v.starts_with("OPSDECK_TOKEN=odk_")), "the token is in the environment");
+        assert!(!String::from_utf8_lossy(&arguments).contains("odk_"), "the token is not in argv (ps shows argv)");
+        assert!(
+            !variables.iter().any(|v| v.starts_with("DATABASE_URL=")),
+            "the services don't get the dashboard's database URL"
+        );
+    }
     demo.sigterm();
     let status = demo.exit_status().await;
 
