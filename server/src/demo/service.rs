@@ -113,20 +113,7 @@ async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     })?;
     let address = listener.local_addr().context("the listener has no address")?;
     tracing::Span::current().record("address", tracing::field::display(address));
-    let request = RegisterInstance {
-        service: args.service.clone(),
-        version: args.version.clone(),
-        cluster: args.cluster.clone(),
-        node: args.node.clone(),
-        host: address.ip().to_string(),
-        port: address.port(),
-        health_check_path: Some(HEALTH_PATH.into()),
-        metadata: Some(serde_json::Map::from_iter([
-            ("demo".to_owned(), serde_json::Value::Bool(true)),
-            ("pid".to_owned(), serde_json::Value::from(std::process::id())),
-        ])),
-        ttl_seconds: Some(args.ttl_seconds),
-    };
+    let request = registration_request(&args, address);
     request.check().map_err(|rule| anyhow::anyhow!("invalid demo service setting: {rule}"))?;
     let registrar = Registrar::new(&args.opsdeck_url, token, request)?;
     let (registration_tx, registration) = watch::channel(None);
@@ -178,6 +165,24 @@ async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     }
     tracing::info!("demo service stopped");
     outcome
+}
+
+/// What the service registers: its own identity at the address it actually listens on.
+fn registration_request(args: &ServiceArgs, address: SocketAddr) -> RegisterInstance {
+    RegisterInstance {
+        service: args.service.clone(),
+        version: args.version.clone(),
+        cluster: args.cluster.clone(),
+        node: args.node.clone(),
+        host: address.ip().to_string(),
+        port: address.port(),
+        health_check_path: Some(HEALTH_PATH.into()),
+        metadata: Some(serde_json::Map::from_iter([
+            ("demo".to_owned(), serde_json::Value::Bool(true)),
+            ("pid".to_owned(), serde_json::Value::from(std::process::id())),
+        ])),
+        ttl_seconds: Some(args.ttl_seconds),
+    }
 }
 
 fn router(state: Arc<ServiceState>) -> Router {
