@@ -20,6 +20,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// stop it), killed if the test ends before it does.
 struct Process {
     child: tokio::process::Child,
+    /// Held open until [`Process::close_stdin`], as the fleet holds its children's.
+    stdin: Option<tokio::process::ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -27,7 +29,7 @@ impl Process {
     fn spawn(mut command: tokio::process::Command) -> Self {
         let mut child = command
             .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -46,7 +48,11 @@ impl Process {
         };
         collect(child.stdout.take().map(|s| Box::new(s) as _));
         collect(child.stderr.take().map(|s| Box::new(s) as _));
-        Self { child, lines }
+        Self { stdin: child.stdin.take(), child, lines }
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     fn output(&self) -> String {
@@ -276,6 +282,19 @@ async fn a_service_the_registry_forgot_registers_again_at_its_next_heartbeat() {
     .await;
     assert_eq!(again["ttl_seconds"], 3);
     assert!(service.output().contains("registering again"), "{}", service.output());
+}
+
+#[tokio::test]
+async fn a_demo_service_told_to_follow_its_stdin_deregisters_and_exits_when_it_closes() {
+    let stage = Stage::new().await;
+    let (mut service, port) = stage.service_with("web", &["--stop-when-stdin-closes"]);
+    stage.registered("web", port, &service).await;
+
+    service.close_stdin();
+    let status = service.exit_status().await;
+
+    assert!(status.success(), "exit {status:?}: {}", service.output());
+    assert!(stage.instance_at(port).await.is_none(), "deregistered before exiting");
 }
 
 #[tokio::test]
