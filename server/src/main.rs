@@ -12,6 +12,8 @@ async fn main() -> std::process::ExitCode {
         Command::Migrate(database) => opsdeck::db::migrate_command(&database).await,
         Command::User(args) => opsdeck::auth::cli::user(args).await,
         Command::Token(args) => opsdeck::auth::cli::token(args).await,
+        Command::Demo(settings) => opsdeck::demo::run(*settings, cli.log_format).await,
+        Command::DemoService(args) => opsdeck::demo::service::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -30,6 +30,10 @@ pub enum Command {
     User(crate::auth::cli::UserArgs),
     /// Manage API tokens for services, agents, scripts and wall screens.
     Token(crate::auth::cli::TokenArgs),
+    /// Serve the dashboard plus a demo fleet of real services on loopback, and a control API to break them.
+    Demo(Box<crate::demo::DemoSettings>),
+    /// Run one demo service (the demo starts these itself); its ingest token comes from OPSDECK_TOKEN.
+    DemoService(crate::demo::service::ServiceArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

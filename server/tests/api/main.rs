@@ -4,6 +4,7 @@
 mod access;
 mod binary;
 mod catalog;
+mod demo;
 mod events;
 mod health;
 mod influx;

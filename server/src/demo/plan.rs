@@ -1,0 +1,114 @@
+//! Which demo service instances run where: two clusters of three nodes, each node on its own
+//! loopback address, web/api/payments in v1 and v2, each on a fixed port per service and version.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::FleetSize;
+
+/// Services and versions of the demo, in port order (service n, version m → base + 10·n + m).
+const SERVICES: [&str; 3] = ["web", "api", "payments"];
+const VERSIONS: [&str; 2] = ["v1", "v2"];
+/// Which nodes (1-based, in every cluster) run each (service, version): 9 instances per cluster,
+/// every node runs something of each service, and every version runs on more than one node
+/// across the fleet, so stopping a node degrades services instead of erasing them.
+const PLACEMENT: [(u16, u16, &[u8]); 6] =
+    [(0, 0, &[1, 2]), (0, 1, &[3]), (1, 0, &[2, 3]), (1, 1, &[1]), (2, 0, &[1, 3]), (2, 1, &[2])];
+/// Clusters of the full fleet and the third octet of their nodes' loopback addresses
+/// (east-1 = 127.0.1.1, west-3 = 127.0.2.3): all of 127.0.0.0/8 is loopback on Linux, so each
+/// node gets an address of its own without any set-up.
+const CLUSTERS: [(&str, u8); 2] = [("east", 1), ("west", 2)];
+const NODES_PER_CLUSTER: u8 = 3;
+
+/// One instance the fleet runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceSpec {
+    /// `service-version@node`, e.g. `web-v1@east-1`: how the control API names it.
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub cluster: String,
+    pub node: String,
+    pub address: SocketAddr,
+}
+
+/// The instances of a demo fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetPlan {
+    pub instances: Vec<InstanceSpec>,
+}
+
+impl FleetPlan {
+    /// The fleet of this size, with ports from `port_base` (fixed per service and version, so a
+    /// restarted instance comes back at the same address).
+    pub fn new(size: FleetSize, port_base: u16) -> Self {
+        let spec = |service_index: u16, version_index: u16, cluster: &str, octet: u8, node: u8| {
+            let (service, version) = (SERVICES[usize::from(service_index)], VERSIONS[usize::from(version_index)]);
+            let node_name = format!("{cluster}-{node}");
+            // `--service-port-base` is at most 65000, so this stays within u16.
+            let port = port_base + 10 * service_index + version_index;
+            InstanceSpec {
+                id: format!("{service}-{version}@{node_name}"),
+                service: service.into(),
+                version: version.into(),
+                cluster: cluster.into(),
+                node: node_name,
+                address: SocketAddr::from(([127, 0, octet, node], port)),
+            }
+        };
+        let instances = match size {
+            FleetSize::Full => CLUSTERS
+                .iter()
+                .flat_map(|&(cluster, octet)| {
+                    (1..=NODES_PER_CLUSTER).flat_map(move |node| {
+                        PLACEMENT
+                            .iter()
+                            .filter(move |(_, _, nodes)| nodes.contains(&node))
+                            .map(move |&(service, version, _)| spec(service, version, cluster, octet, node))
+                    })
+                })
+                .collect(),
+            FleetSize::Small => (1..=2).map(|node| spec(0, 0, "east", 1, node)).collect(),
+        };
+        Self { instances }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn the_full_fleet_spreads_two_versions_of_three_services_over_six_nodes_with_unique_addresses() {
+        let plan = FleetPlan::new(FleetSize::Full, 8100);
+        assert_eq!(plan.instances.len(), 18);
+        let addresses: HashSet<_> = plan.instances.iter().map(|i| i.address).collect();
+        assert_eq!(addresses.len(), plan.instances.len(), "one instance per host:port");
+        let ids: HashSet<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids.len(), plan.instances.len(), "ids are unique");
+        let nodes: HashSet<_> = plan.instances.iter().map(|i| (i.node.as_str(), i.address.ip())).collect();
+        assert_eq!(nodes.len(), 6, "each node has its own address: {nodes:?}");
+        for service in SERVICES {
+            for version in VERSIONS {
+                let on: Vec<_> =
+                    plan.instances.iter().filter(|i| i.service == service && i.version == version).collect();
+                assert!(on.len() >= 2, "{service} {version} runs more than once");
+                assert!(on.iter().all(|i| i.address.port() == on[0].address.port()), "fixed port per version");
+            }
+        }
+        let east_1 = plan.instances.iter().find(|i| i.id == "web-v1@east-1").expect("web v1 on east-1");
+        assert_eq!(east_1.address, "127.0.1.1:8100".parse().expect("address"));
+        let payments = plan.instances.iter().find(|i| i.id == "payments-v2@west-2").expect("payments v2 on west-2");
+        assert_eq!(payments.address, "127.0.2.2:8121".parse().expect("address"));
+    }
+
+    #[test]
+    fn the_small_fleet_is_two_instances_on_two_nodes() {
+        let plan = FleetPlan::new(FleetSize::Small, 40000);
+        let ids: Vec<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["web-v1@east-1", "web-v1@east-2"]);
+    }
+}
