@@ -176,6 +176,8 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
                 service.nodes.insert(label.clone());
                 if instance.breaker == BreakerPosition::Open {
                     service.open_breakers += 1;
+                    // On a down node the breaker is part of that one root cause, not news.
+                    service.unexplained_breakers += u32::from(!node_down);
                 }
                 if Health::of_instance(instance.health) == Health::Down {
                     service.down_since =
@@ -186,8 +188,8 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
                         service.own_failures += 1;
                     }
                 }
-                if instance.health == InstanceHealth::Expired {
-                    service.expired += 1;
+                if instance.health == InstanceHealth::Expired && !node_down {
+                    service.unexplained_expired += 1;
                 }
             }
             let health = if node_down { Health::Down } else { Health::by_share(&node_counts) };
@@ -322,7 +324,9 @@ struct ServiceAccumulator<'a> {
     versions: BTreeSet<&'a str>,
     nodes: BTreeSet<String>,
     open_breakers: u32,
-    expired: u32,
+    /// Open breakers and expired instances not on a down node (those are its root cause).
+    unexplained_breakers: u32,
+    unexplained_expired: u32,
     /// Down instances not explained by a down node.
     own_failures: u32,
     /// Down nodes that explain some of its down instances.
@@ -363,30 +367,24 @@ impl ServiceAccumulator<'_> {
             }),
             Health::Healthy | Health::Unknown => {}
         }
-        if self.open_breakers > 0 {
+        if self.unexplained_breakers > 0 {
+            let count = self.unexplained_breakers;
             out.push(Attention {
                 severity: Severity::Warning,
                 kind: "breaker_open".into(),
-                title: format!(
-                    "{} health-check breaker{} open on {name}",
-                    self.open_breakers,
-                    if self.open_breakers == 1 { "" } else { "s" }
-                ),
+                title: format!("{count} health-check breaker{} open on {name}", if count == 1 { "" } else { "s" }),
                 detail: "Checks of those instances are paused; one trial probe per interval decides when they close."
                     .into(),
                 link: link.clone(),
                 since: None,
             });
         }
-        if self.expired > 0 {
+        if self.unexplained_expired > 0 {
+            let count = self.unexplained_expired;
             out.push(Attention {
                 severity: Severity::Warning,
                 kind: "instance_expiring".into(),
-                title: format!(
-                    "{} instance{} of {name} stopped heartbeating",
-                    self.expired,
-                    if self.expired == 1 { "" } else { "s" }
-                ),
+                title: format!("{count} instance{} of {name} stopped heartbeating", if count == 1 { "" } else { "s" }),
                 detail: "Marked expired after their TTL; removed after the grace period unless they heartbeat again."
                     .into(),
                 link,
@@ -437,6 +435,23 @@ mod tests {
         assert_eq!(view.clusters[0].health, Health::Degraded);
         let kinds: Vec<_> = view.attention.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, ["node_down", "service_degraded", "service_degraded"], "{:#?}", view.attention);
+
+        // Breakers and expiries on the down node are part of its one root cause, not more alarms.
+        let mut rows = rows.to_vec();
+        for row in rows.iter_mut().filter(|r| r.node == "east-2") {
+            let instance = row.instance.as_mut().expect("instance");
+            (instance.breaker, instance.health) = (BreakerPosition::Open, InstanceHealth::Expired);
+        }
+        rows.push(row("east-1", "web", 8009, InstanceHealth::Expired));
+        let view = build(&rows, Utc::now(), 0);
+        let kinds: Vec<_> = view.attention.iter().map(|a| a.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["node_down", "service_degraded", "service_degraded", "instance_expiring"],
+            "{:#?}",
+            view.attention
+        );
+        assert_eq!(view.open_breakers, 3, "still counted in the totals");
         assert!(view.attention[1].detail.contains("because node east/east-2 is down"), "{}", view.attention[1].detail);
     }
 
