@@ -52,10 +52,12 @@ ensure_wasm_opt() {
   (cd .tools && npm install --silent --no-fund --no-audit --no-save binaryen@132 >/dev/null)
 }
 
+# A free port for a server, below Linux's ephemeral range (32768-60999), so no client
+# connection (or its TIME_WAIT, which a connect probe can't see) holds it.
 free_port() {
   local port
   while :; do
-    port=$((20000 + RANDOM % 40000))
+    port=$((20000 + RANDOM % 12768))
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
   done
 }
