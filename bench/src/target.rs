@@ -136,6 +136,8 @@ pub struct HostWindow {
 pub struct Target {
     pub port: u16,
     pub stats: Arc<Stats>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl Target {
@@ -147,12 +149,28 @@ impl Target {
             .context("cannot bind the probe target on 0.0.0.0")?;
         let port = listener.local_addr()?.port();
         let app = Router::new().route("/healthz", get(healthz)).with_state(stats.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.await;
+            };
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                 tracing::error!(%error, "the probe target stopped");
             }
         });
-        Ok(Self { port, stats })
+        Ok(Self { port, stats, shutdown, server })
+    }
+
+    /// Closes the listener and every kept-alive connection, waiting up to 10 s.
+    ///
+    /// Call it before stopping opsdeck: the side that closes a TCP connection first keeps it in
+    /// TIME_WAIT for a minute. If opsdeck closed first, 10,000 of its local ports on 127.0.0.1
+    /// would stay taken, and a PostgreSQL or InfluxDB started within that minute on a "free"
+    /// port (scripts/lib/common.sh picks 20000–60000, across the ephemeral range) can fail to
+    /// bind. Closed from here, the TIME_WAITs sit on the 10,000 127.0.x.y addresses instead.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.server).await;
     }
 }
 

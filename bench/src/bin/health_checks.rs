@@ -183,6 +183,8 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     // The checker sends its points to InfluxDB once a second.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let influx = influx_summary(&args, start.wall, end.wall).await?;
+    let unknown_host_probes = target.stats.unknown_host();
+    target.stop().await;
     serve.stop().await;
 
     let ticks = procstat::clock_ticks_per_second() as f64;
@@ -197,7 +199,7 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
         hosts,
         probe_latency_ms: (influx.mean_latency_ms, influx.max_latency_ms),
         healthy_after: usize::try_from(healthy_after)?,
-        unknown_host_probes: target.stats.unknown_host(),
+        unknown_host_probes,
         opsdeck_cpu: cpu(start.opsdeck, end.opsdeck),
         opsdeck_run_queue_wait: end.opsdeck_wait.saturating_sub(start.opsdeck_wait),
         opsdeck: footprint,
