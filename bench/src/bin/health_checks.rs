@@ -135,22 +135,27 @@ async fn run(args: Args) -> anyhow::Result<Figures> {
     let registered_at = Instant::now();
     tracing::info!(seconds = registration.as_secs_f64(), "all instances registered");
 
-    // No API sets a service's check interval yet, so the benchmark sets (and states) it in SQL.
+    // The services' check interval, set as an operator would: PATCH through the catalog API.
+    let operator = env.create_token("bench-operate", "operate").await?;
+    let interval_ms = u64::try_from(args.interval.as_millis())?;
+    let http = reqwest::Client::new();
+    for service in spread.service_names() {
+        let answer = http
+            .patch(format!("{}/api/v1/services/{service}", serve.base))
+            .bearer_auth(&operator)
+            .json(&serde_json::json!({ "check_interval_ms": interval_ms }))
+            .send()
+            .await?;
+        if !answer.status().is_success() {
+            let status = answer.status();
+            bail!("setting {service}'s check interval: {status}: {}", answer.text().await.unwrap_or_default());
+        }
+    }
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&args.database_url)
         .await
         .context("cannot connect to PostgreSQL")?;
-    let interval_ms = i32::try_from(args.interval.as_millis())?;
-    let services = spread.service_names();
-    let set = sqlx::query("UPDATE services SET check_interval_ms = $1 WHERE name = ANY($2)")
-        .bind(interval_ms)
-        .bind(&services)
-        .execute(&db)
-        .await?;
-    if set.rows_affected() != services.len() as u64 {
-        bail!("expected {} bench services, found {}", services.len(), set.rows_affected());
-    }
 
     let healthy_query = "SELECT count(*) FILTER (WHERE health = 'healthy') FROM instances";
     let deadline = Instant::now() + Duration::from_secs(180);
