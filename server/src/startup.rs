@@ -48,6 +48,7 @@ impl Application {
             auth: std::sync::Arc::new(settings.auth.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
+            stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
         Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
@@ -86,9 +87,11 @@ impl Application {
         let begun = Arc::new(tokio::sync::Notify::new());
         let signal = {
             let begun = begun.clone();
+            let stopping = self.state.stopping.clone();
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections, finishing requests in flight");
+                stopping.cancel();
                 begun.notify_one();
             }
         };

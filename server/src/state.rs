@@ -16,6 +16,9 @@ pub struct AppState {
     pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
     /// Committed events, fanned out in this process (fed by PostgreSQL NOTIFY).
     pub events: crate::events::EventHub,
+    /// Cancelled when shutdown begins: endless responses (event streams, discovery watches)
+    /// end then, so the grace period isn't spent waiting for them.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -61,6 +61,12 @@ impl SseClient {
         }
     }
 
+    /// Whether the server ends the stream within `within` (events before the end are skipped).
+    pub async fn ended(&mut self, within: Duration) -> bool {
+        let drain = async { while let Ok(Some(_)) = self.response.chunk().await {} };
+        tokio::time::timeout(within, drain).await.is_ok()
+    }
+
     async fn read_one(&mut self) -> SseMessage {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {

@@ -81,6 +81,8 @@ async fn feed(state: AppState, last_seen: Option<i64>, out: mpsc::Sender<Result<
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         let next = tokio::select! {
+            // Shutting down: end the stream; the client reconnects (to another replica) and resumes.
+            () = state.stopping.cancelled() => return,
             received = live.recv() => received,
             _ = heartbeat.tick() => {
                 let beat = StreamHeartbeat { at: chrono::Utc::now(), last_event_id: sent.max(state.events.last_id()) };

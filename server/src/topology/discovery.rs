@@ -96,6 +96,7 @@ pub async fn watch(
     version: Option<&str>,
     index: &str,
     wait: std::time::Duration,
+    stopping: &tokio_util::sync::CancellationToken,
 ) -> Result<Discovery, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before the first read, so a change between the two is not missed.
@@ -106,7 +107,12 @@ pub async fn watch(
             return Ok(current);
         }
         loop {
-            match tokio::time::timeout_at(deadline, changes.recv()).await {
+            let next = tokio::select! {
+                // Shutting down: answer what we have; the client asks again elsewhere.
+                () = stopping.cancelled() => return Ok(current),
+                next = tokio::time::timeout_at(deadline, changes.recv()) => next,
+            };
+            match next {
                 Err(_) => return Ok(current),
                 Ok(Ok(event)) if !event.kind.may_change_endpoints_of(service) => continue,
                 Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => break,

@@ -161,7 +161,15 @@ async fn discover(
             .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration such as 30s ({e})")))?
             .min(MAX_WATCH),
     };
-    let found =
-        discovery::watch(&state.db, &state.events, &state.round_robin, &service, version.as_deref(), &index, wait);
+    let found = discovery::watch(
+        &state.db,
+        &state.events,
+        &state.round_robin,
+        &service,
+        version.as_deref(),
+        &index,
+        wait,
+        &state.stopping,
+    );
     Ok(Json(found.await?))
 }

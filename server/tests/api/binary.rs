@@ -220,3 +220,87 @@ async fn terminate(mut server: Drained) -> (std::process::ExitStatus, String, St
     });
     tokio::time::timeout(Duration::from_secs(30), finished).await.expect("stops within 30 s").expect("joins")
 }
+
+#[tokio::test]
+async fn two_serve_processes_on_one_database_each_stream_the_changes_made_through_the_other() {
+    let env = TestEnv::from_env();
+    let database = env.fresh_database().await.to_string();
+    // Migrate first, so the two processes don't race to create the schema's first table.
+    let migrated = opsdeck().arg("migrate").env("DATABASE_URL", &database).output().expect("runs");
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let created = run_with_input(&["token", "create", "--name", "agent", "--scope", "read,ingest"], &database, "");
+    let token = String::from_utf8_lossy(&created.stdout)
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("odk_"))
+        .expect("the token is printed")
+        .to_owned();
+    let bases: Vec<String> = (0..2).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+    let servers: Vec<Drained> = bases
+        .iter()
+        .map(|base| {
+            let server = opsdeck()
+                .arg("serve")
+                .env("OPSDECK_LISTEN", base.trim_start_matches("http://"))
+                // Long enough that a shutdown waiting for the open event streams would show.
+                .env("OPSDECK_SHUTDOWN_GRACE", "10min")
+                .env("DATABASE_URL", &database)
+                .env("OPSDECK_INFLUX_URL", env.influx_url.as_str())
+                .env("OPSDECK_SITE_ROOT", &env.site_root)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("starts");
+            drained(server)
+        })
+        .collect();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    for base in &bases {
+        wait_until("both processes to serve", Duration::from_secs(30), || {
+            let request = http.get(format!("{base}/healthz")).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
+    }
+    let mut streams = Vec::new();
+    for base in &bases {
+        streams.push(testkit::SseClient::connect(&format!("{base}/api/v1/events"), &token, None).await);
+    }
+
+    let body = serde_json::json!({"service": "web", "version": "v1", "cluster": "eu-1", "node": "a", "host": "127.0.0.9", "port": 9001});
+    let registered = http
+        .post(format!("{}/api/v1/instances", bases[0]))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(registered.status(), 201);
+    let id =
+        registered.json::<serde_json::Value>().await.expect("json")["instance_id"].as_str().expect("id").to_owned();
+    let removed =
+        http.delete(format!("{}/api/v1/instances/{id}", bases[1])).bearer_auth(&token).send().await.expect("answer");
+    assert_eq!(removed.status(), 204);
+    for (stream, base) in streams.iter_mut().zip(&bases) {
+        let seen = stream
+            .next_matching(&format!("the registration on {base}"), Duration::from_secs(10), |m| {
+                m.event == "instance_registered"
+            })
+            .await;
+        assert_eq!(seen.json()["instance"]["id"], id.as_str());
+        stream
+            .next_matching(&format!("the deregistration on {base}"), Duration::from_secs(10), |m| {
+                m.event == "instance_deregistered"
+            })
+            .await;
+    }
+    // Shutting down ends the event streams (their clients reconnect elsewhere) instead of
+    // waiting the whole grace period for them.
+    for (server, mut stream) in servers.into_iter().zip(streams) {
+        let (status, _, stderr) = tokio::time::timeout(Duration::from_secs(60), terminate(server))
+            .await
+            .expect("shutdown does not wait for open event streams");
+        assert!(status.success(), "{stderr}");
+        assert!(stream.ended(Duration::from_secs(10)).await, "the stream was ended");
+    }
+}
