@@ -89,27 +89,24 @@ fn index_of(endpoints: &[Endpoint]) -> String {
 /// or `wait` has passed, then answers as [`discover`] does. Woken by events (so by changes made
 /// through any replica); each relevant event re-reads the set.
 pub async fn watch(
-    db: &PgPool,
-    events: &crate::events::EventHub,
-    round_robin: &RoundRobin,
+    state: &crate::state::AppState,
     service: &str,
     version: Option<&str>,
     index: &str,
     wait: std::time::Duration,
-    stopping: &tokio_util::sync::CancellationToken,
 ) -> Result<Discovery, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before the first read, so a change between the two is not missed.
-    let mut changes = events.subscribe();
+    let mut changes = state.events.subscribe();
     loop {
-        let current = discover(db, round_robin, service, version).await?;
+        let current = discover(&state.db, &state.round_robin, service, version).await?;
         if current.index != index {
             return Ok(current);
         }
         loop {
             let next = tokio::select! {
                 // Shutting down: answer what we have; the client asks again elsewhere.
-                () = stopping.cancelled() => return Ok(current),
+                () = state.stopping.cancelled() => return Ok(current),
                 next = tokio::time::timeout_at(deadline, changes.recv()) => next,
             };
             match next {

@@ -161,15 +161,6 @@ async fn discover(
             .map_err(|e| ApiError::BadRequest(format!("wait: {text:?} is not a duration such as 30s ({e})")))?
             .min(MAX_WATCH),
     };
-    let found = discovery::watch(
-        &state.db,
-        &state.events,
-        &state.round_robin,
-        &service,
-        version.as_deref(),
-        &index,
-        wait,
-        &state.stopping,
-    );
+    let found = discovery::watch(&state, &service, version.as_deref(), &index, wait);
     Ok(Json(found.await?))
 }
