@@ -138,7 +138,13 @@ async fn seed(db: &sqlx::PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn measure(http: &reqwest::Client, url: &str, token: &str, pid: u32, requests: usize) -> anyhow::Result<Measured> {
+async fn measure(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    pid: u32,
+    requests: usize,
+) -> anyhow::Result<Measured> {
     let get = |brotli: bool| {
         let mut request = http.get(url).bearer_auth(token);
         if brotli {
