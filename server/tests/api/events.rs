@@ -88,7 +88,14 @@ async fn health_and_breaker_changes_from_real_probes_are_pushed_with_their_reaso
 
     target.stop().await;
     let down = stream.next_matching("unhealthy", SOON, is_health("unhealthy")).await.json();
-    assert!(down["reason"].as_str().is_some_and(|r| r.contains("cannot connect")), "{down}");
+    // Down after exactly `fall` (2) failures: the retries come sooner than the interval, so this
+    // is within fall × interval.
+    assert!(
+        down["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("2 failed checks in a row") && r.contains("cannot connect")),
+        "{down}"
+    );
     // fall (2) + 2 failures open the breaker; it is stored on the instance too.
     let opened = stream.next_matching("breaker open", SOON, |m| m.event == "breaker_changed").await.json();
     assert_eq!((opened["from"].as_str(), opened["to"].as_str()), (Some("closed"), Some("open")));
@@ -105,7 +112,14 @@ async fn health_and_breaker_changes_from_real_probes_are_pushed_with_their_reaso
     while !(closed && healthy) {
         let next = stream.next_matching("breaker closed and healthy again", SOON, |m| m.event != "heartbeat").await;
         closed |= next.event == "breaker_changed" && next.json()["to"] == "closed";
-        healthy |= is_health("healthy")(&next);
+        if is_health("healthy")(&next) {
+            // Back after exactly `rise` (1) success.
+            assert!(
+                next.json()["reason"].as_str().is_some_and(|r| r.starts_with("1 passed checks in a row")),
+                "{next:?}"
+            );
+            healthy = true;
+        }
     }
 }
 
