@@ -4,6 +4,7 @@
 //! application as a value tests can start on port 0; each feature is a module that owns its
 //! routes, its queries and its tests.
 
+pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod cli;

@@ -14,6 +14,7 @@ async fn main() -> std::process::ExitCode {
         Command::Token(args) => opsdeck::auth::cli::token(args).await,
         Command::Demo(settings) => opsdeck::demo::run(*settings, cli.log_format).await,
         Command::DemoService(args) => opsdeck::demo::service::run(args).await,
+        Command::Agent(args) => opsdeck::agent::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

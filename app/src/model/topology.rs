@@ -222,6 +222,35 @@ pub struct Discovery {
     pub index: String,
 }
 
+/// `PUT /api/v1/nodes/{cluster}/{node}/agent`: a node agent checks in (and so creates the
+/// cluster and node on first sight). Its silence for three report intervals marks the node down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AgentCheckIn {
+    /// The node's address, as the agent sees it.
+    #[cfg_attr(feature = "ssr", schema(min_length = 1, max_length = 253, pattern = "^[A-Za-z0-9.:\\[\\]_-]+$"))]
+    pub address: Option<String>,
+    /// How often the agent reports (1–3600 s).
+    #[cfg_attr(feature = "ssr", schema(minimum = 1, maximum = 3600))]
+    pub report_every_seconds: u32,
+}
+
+impl AgentCheckIn {
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(address) = &self.address {
+            check_host(address).map_err(|e| e.replacen("host:", "address:", 1))?;
+        }
+        if !(1..=3600).contains(&self.report_every_seconds) {
+            return Err("report_every_seconds: must be between 1 and 3600".into());
+        }
+        Ok(())
+    }
+}
+
+/// How many report intervals of silence make an agent's node count as down.
+pub const AGENT_SILENT_AFTER_INTERVALS: u32 = 3;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,6 +34,8 @@ pub enum Command {
     Demo(Box<crate::demo::DemoSettings>),
     /// Run one demo service (the demo starts these itself); its ingest token comes from OPSDECK_TOKEN.
     DemoService(crate::demo::service::ServiceArgs),
+    /// Report this node's CPU, memory, disk and network to opsdeck (token in OPSDECK_TOKEN).
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,6 +2,7 @@
 //! the JSON API around it (`/api/v1/instances`, `/api/v1/discovery/{service}`), plus the
 //! catalog of clusters, nodes and services (`catalog`).
 
+pub mod agents;
 pub mod catalog;
 pub mod checker;
 pub mod detail;
@@ -32,6 +33,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(topology))
         .routes(routes!(service_health))
         .merge(catalog::routes())
+        .merge(agents::routes())
 }
 
 /// The whole picture, aggregated: clusters → nodes → service versions → instances, health by

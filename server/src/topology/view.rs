@@ -30,6 +30,8 @@ pub struct Row {
     pub cluster: String,
     pub node: String,
     pub node_address: Option<String>,
+    /// When the node's agent last checked in and how often it reports, if it has an agent.
+    pub agent: Option<(DateTime<Utc>, i32)>,
     pub instance: Option<InstanceRow>,
 }
 
@@ -48,7 +50,7 @@ pub struct InstanceRow {
 /// Reads every cluster, node and instance and builds the view.
 pub async fn load(db: &PgPool, last_event_id: i64) -> Result<TopologyView, sqlx::Error> {
     let records = sqlx::query!(
-        r#"SELECT c.name AS cluster, n.name AS "node?", n.address AS node_address,
+        r#"SELECT c.name AS cluster, n.name AS "node?", n.address AS node_address, n.agent_seen_at, n.agent_every_ms,
                   i.id AS "id?", s.name AS "service?", v.label AS "version?", i.port AS "port?",
                   i.health AS "health?", i.breaker AS "breaker?", i.health_reason AS reason,
                   i.health_changed_at AS "changed_at?"
@@ -80,14 +82,18 @@ pub async fn load(db: &PgPool, last_event_id: i64) -> Result<TopologyView, sqlx:
                 }
                 _ => None,
             };
-            Some(Row { cluster: r.cluster, node, node_address: r.node_address, instance })
+            let agent = r.agent_seen_at.zip(r.agent_every_ms);
+            Some(Row { cluster: r.cluster, node, node_address: r.node_address, agent, instance })
         })
         .collect::<Vec<_>>();
     Ok(build(&rows, Utc::now(), last_event_id))
 }
 
 /// A cluster's nodes: name (in natural order) → (address, instances).
-type NodesOf<'a> = BTreeMap<NaturalKey<'a>, (Option<&'a str>, Vec<&'a InstanceRow>)>;
+type NodesOf<'a> = BTreeMap<NaturalKey<'a>, NodeRows<'a>>;
+
+/// One node's rows: its address, its agent's last check-in, its instances.
+type NodeRows<'a> = (Option<&'a str>, Option<(DateTime<Utc>, i32)>, Vec<&'a InstanceRow>);
 
 /// Orders names as people count: `node-2` before `node-10`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +135,8 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
     let mut clusters: BTreeMap<&str, NodesOf<'_>> = BTreeMap::new();
     for row in rows {
         let nodes = clusters.entry(&row.cluster).or_default();
-        let node = nodes.entry(NaturalKey(&row.node)).or_insert((row.node_address.as_deref(), Vec::new()));
-        node.1.extend(row.instance.as_ref());
+        let node = nodes.entry(NaturalKey(&row.node)).or_insert((row.node_address.as_deref(), row.agent, Vec::new()));
+        node.2.extend(row.instance.as_ref());
     }
 
     let mut counts = HealthCounts::default();
@@ -141,31 +147,53 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
         let mut cluster_counts = HealthCounts::default();
         let mut node_views = Vec::new();
         let mut node_healths = Vec::new();
-        for (node, (address, instances)) in nodes {
+        for (node, (address, agent, instances)) in nodes {
             let mut node_counts = HealthCounts::default();
             instances.iter().for_each(|i| node_counts.add(i.health));
-            let node_down =
-                node_counts.total() >= NODE_DOWN_MIN_INSTANCES && node_counts.healthy == 0 && node_counts.unknown == 0;
+            // The agent's silence is the node's own signal: it holds even with one instance.
+            let agent_silence = agent.and_then(|(seen, every_ms)| {
+                let silent_ms = (now - seen).num_milliseconds();
+                (silent_ms > super::agents::silent_after_ms(every_ms)).then_some((silent_ms / 1000, every_ms / 1000))
+            });
+            let node_down = agent_silence.is_some()
+                || (node_counts.total() >= NODE_DOWN_MIN_INSTANCES
+                    && node_counts.healthy == 0
+                    && node_counts.unknown == 0);
             let node = node.0;
             let label = format!("{cluster}/{node}");
             let down_reason = node_down.then(|| {
-                let cause = most_common(instances.iter().filter_map(|i| i.reason.as_deref()));
                 let affected: BTreeSet<&str> = instances.iter().map(|i| i.service.as_str()).collect();
-                let since = instances.iter().map(|i| i.changed_at).min();
+                let affected = if affected.is_empty() {
+                    "no instances run there".to_string()
+                } else {
+                    format!("affected: {}", affected.into_iter().collect::<Vec<_>>().join(", "))
+                };
+                let (reason, detail, since) = match agent_silence {
+                    Some((silent, every)) => {
+                        let reason = format!("its agent has been silent for {silent} s (it reports every {every} s)");
+                        let since = agent.map(|(seen, _)| seen);
+                        (reason.clone(), format!("{}; {affected}.", capitalise(&reason)), since)
+                    }
+                    None => {
+                        let cause = most_common(instances.iter().filter_map(|i| i.reason.as_deref()));
+                        let detail = format!(
+                            "All {} instances on it fail their checks{}; {affected}.",
+                            node_counts.total(),
+                            cause.map(|c| format!(" ({c})")).unwrap_or_default(),
+                        );
+                        let reason = format!("every instance on it ({}) fails its checks", node_counts.total());
+                        (reason, detail, instances.iter().map(|i| i.changed_at).min())
+                    }
+                };
                 attention.push(Attention {
                     severity: Severity::Critical,
                     kind: "node_down".into(),
                     title: format!("Node {label} is down"),
-                    detail: format!(
-                        "All {} instances on it fail their checks{}; affected: {}.",
-                        node_counts.total(),
-                        cause.map(|c| format!(" ({c})")).unwrap_or_default(),
-                        affected.into_iter().collect::<Vec<_>>().join(", ")
-                    ),
+                    detail,
                     link: format!("/topology#node-{cluster}-{node}"),
                     since,
                 });
-                format!("every instance on it ({}) fails its checks", node_counts.total())
+                reason
             });
             let root_cause = node_down.then(|| format!("down because node {label} is down"));
             let groups = group(instances, root_cause.as_deref());
@@ -262,6 +290,11 @@ fn add_counts(total: &mut HealthCounts, more: &HealthCounts) {
     total.unhealthy += more.unhealthy;
     total.unknown += more.unknown;
     total.expired += more.expired;
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 fn kind_rank(kind: &str) -> u8 {
@@ -403,6 +436,7 @@ mod tests {
             cluster: "east".into(),
             node: node.into(),
             node_address: Some("127.0.1.1".into()),
+            agent: None,
             instance: Some(InstanceRow {
                 id: format!("{node}-{service}-{port}"),
                 service: service.into(),
@@ -479,6 +513,21 @@ mod tests {
     }
 
     #[test]
+    fn a_node_whose_agent_went_silent_is_down_even_with_one_instance() {
+        let now = Utc::now();
+        let mut rows = vec![row("east-1", "web", 8001, Healthy), row("east-2", "web", 8002, Unhealthy)];
+        rows[0].agent = Some((now - chrono::Duration::seconds(4), 5000));
+        rows[1].agent = Some((now - chrono::Duration::seconds(16), 5000));
+        let view = build(&rows, now, 0);
+        let (east1, east2) = (&view.clusters[0].nodes[0], &view.clusters[0].nodes[1]);
+        assert_eq!(east1.health, Health::Healthy, "an agent heard 4 s ago (reports every 5 s) is fine");
+        assert_eq!(east2.health, Health::Down);
+        assert_eq!(east2.down_reason.as_deref(), Some("its agent has been silent for 16 s (it reports every 5 s)"));
+        assert_eq!(east2.groups[0].cells[0].root_cause.as_deref(), Some("down because node east/east-2 is down"));
+        assert_eq!(view.attention[0].title, "Node east/east-2 is down");
+    }
+
+    #[test]
     fn nodes_are_listed_in_the_order_people_count() {
         let rows: Vec<Row> = ["n-10", "n-2", "n-1"].iter().map(|n| row(n, "web", 1, Healthy)).collect();
         let view = build(&rows, Utc::now(), 0);
@@ -489,7 +538,13 @@ mod tests {
     #[test]
     fn an_empty_node_is_shown_as_unknown_and_does_not_make_its_cluster_degraded() {
         let mut rows = vec![row("east-1", "web", 8002, Healthy)];
-        rows.push(Row { cluster: "east".into(), node: "east-9".into(), node_address: None, instance: None });
+        rows.push(Row {
+            cluster: "east".into(),
+            node: "east-9".into(),
+            node_address: None,
+            agent: None,
+            instance: None,
+        });
         let view = build(&rows, Utc::now(), 0);
         assert_eq!(view.clusters[0].nodes[1].health, Health::Unknown);
         assert_eq!(view.clusters[0].health, Health::Healthy);

@@ -2,6 +2,7 @@
 //! for the crate, so it links once). Run through `scripts/test`, which starts both.
 
 mod access;
+mod agent;
 mod binary;
 mod catalog;
 mod demo;
