@@ -40,6 +40,10 @@ pub struct AgentArgs {
     /// Where opsdeck serves its API.
     #[arg(long = "opsdeck-url", env = "OPSDECK_URL", default_value = "http://127.0.0.1:3000")]
     pub opsdeck_url: url::Url,
+
+    /// Stop when standard input closes (a supervisor, such as `opsdeck demo`, holds the other end).
+    #[arg(long = "stop-when-stdin-closes", action = clap::ArgAction::SetTrue)]
+    pub stop_when_stdin_closes: bool,
 }
 
 /// Reports until the process is stopped. A refused token stops it at once; anything else (opsdeck
@@ -70,10 +74,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut previous: Option<(procfs::Counters, tokio::time::Instant)> = None;
     let mut metrics_missing_logged = false;
+    // Made once: it watches stdin on a thread of its own.
+    let stop = crate::demo::service::stop_requested(args.stop_when_stdin_closes);
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            () = crate::startup::shutdown_signal() => {
+            () = &mut stop => {
                 tracing::info!("the node agent stopped");
                 return Ok(());
             }

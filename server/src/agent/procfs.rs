@@ -112,11 +112,8 @@ pub fn parse_diskstats(diskstats: &str) -> (u64, u64) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let name = *fields.get(2)?;
             // nvme0n1 is a disk, nvme0n1p1 a partition; sda a disk, sda1 a partition.
-            let partition = if name.starts_with("nvme") {
-                name.contains('p')
-            } else {
-                name.chars().last()?.is_ascii_digit()
-            };
+            let partition =
+                if name.starts_with("nvme") { name.contains('p') } else { name.chars().last()?.is_ascii_digit() };
             let virtual_device = ["loop", "ram", "dm-"].iter().any(|prefix| name.starts_with(prefix));
             let whole_disk = !partition && !virtual_device;
             if !whole_disk {

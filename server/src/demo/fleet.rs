@@ -13,7 +13,7 @@ use tokio::{process::Child, sync::Mutex};
 
 use super::{
     mode::{Mode, ModeBody},
-    plan::{FleetPlan, InstanceSpec},
+    plan::{FleetPlan, InstanceSpec, MemberKind},
     service::TOKEN_ENV,
 };
 use crate::{cli::LogFormat, http::error::ApiError};
@@ -113,11 +113,21 @@ impl Fleet {
     fn spawn(&self, spec: &InstanceSpec) -> anyhow::Result<Child> {
         let log_format = self.launch.log_format.to_possible_value().map(|v| v.get_name().to_owned());
         let mut command = tokio::process::Command::new(&self.launch.exe);
+        match spec.kind {
+            MemberKind::Service => command
+                .arg("demo-service")
+                .args(["--service", &spec.service, "--service-version", &spec.version])
+                .args(["--cluster", &spec.cluster, "--node", &spec.node])
+                .args(["--listen", &spec.address.to_string()]),
+            MemberKind::Agent => command.arg("agent").args(["--cluster", &spec.cluster, "--node", &spec.node]).args([
+                "--address",
+                &spec.address.ip().to_string(),
+                "--every",
+                "5s",
+            ]),
+        };
         command
-            .arg("demo-service")
-            .args(["--service", &spec.service, "--service-version", &spec.version])
-            .args(["--cluster", &spec.cluster, "--node", &spec.node])
-            .args(["--listen", &spec.address.to_string(), "--opsdeck-url", &self.launch.opsdeck_url])
+            .args(["--opsdeck-url", &self.launch.opsdeck_url])
             .arg("--stop-when-stdin-closes")
             .args(log_format.iter().flat_map(|format| ["--log-format", format.as_str()]))
             .env(TOKEN_ENV, &self.launch.token)
@@ -221,7 +231,9 @@ impl Fleet {
                 .collect()
         };
         let mut asks = tokio::task::JoinSet::new();
-        for (index, status) in statuses.iter().enumerate().filter(|(_, s)| s.state == ProcessState::Running) {
+        let running_services =
+            |s: &&MemberStatus| s.state == ProcessState::Running && s.spec.kind == MemberKind::Service;
+        for (index, status) in statuses.iter().enumerate().filter(|(_, s)| running_services(s)) {
             let (http, url) = (self.http.clone(), mode_url(&status.spec));
             asks.spawn(async move {
                 let mode = async { http.get(url).send().await.ok()?.json::<ModeBody>().await.ok() }.await;
@@ -237,6 +249,12 @@ impl Fleet {
     /// Sets an instance's failure switch through the service's own `PUT /demo/mode`.
     pub async fn set_mode(&self, id: &str, mode: Mode) -> Result<MemberStatus, ApiError> {
         let status = self.act_on_instance(id, Action::Look).await?;
+        if status.spec.kind == MemberKind::Agent {
+            return Err(ApiError::Unprocessable(format!(
+                "{id} is a node agent: it has no failure switch; stop its node to silence it (POST /nodes/{}/stop)",
+                status.spec.node
+            )));
+        }
         if status.state != ProcessState::Running {
             return Err(ApiError::Conflict(format!(
                 "{id} is not running ({}); start it first: POST /instances/{id}/start",

@@ -21,9 +21,23 @@ const PLACEMENT: [(u16, u16, &[u8]); 6] =
 const CLUSTERS: [(&str, u8); 2] = [("east", 1), ("west", 2)];
 const NODES_PER_CLUSTER: u8 = 3;
 
+/// What a fleet member is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberKind {
+    /// A demo service instance (`opsdeck demo-service`).
+    Service,
+    /// The node's agent (`opsdeck agent`): it stops and starts with its node.
+    Agent,
+}
+
+/// The name agents have in the fleet's `service` column (ids look like `agent@east-1`).
+pub const AGENT: &str = "agent";
+
 /// One instance the fleet runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceSpec {
+    pub kind: MemberKind,
     /// `service-version@node`, e.g. `web-v1@east-1`: how the control API names it.
     pub id: String,
     pub service: String,
@@ -49,6 +63,7 @@ impl FleetPlan {
             // `--service-port-base` is at most 65000, so this stays within u16.
             let port = port_base + 10 * service_index + version_index;
             InstanceSpec {
+                kind: MemberKind::Service,
                 id: format!("{service}-{version}@{node_name}"),
                 service: service.into(),
                 version: version.into(),
@@ -71,6 +86,26 @@ impl FleetPlan {
                 .collect(),
             FleetSize::Small => (1..=2).map(|node| spec(0, 0, "east", 1, node)).collect(),
         };
+        // The full fleet runs an agent per node, as a real one would; the small one (for tests) doesn't.
+        let mut instances: Vec<InstanceSpec> = instances;
+        if size == FleetSize::Full {
+            let mut nodes: Vec<(String, String, SocketAddr)> = instances
+                .iter()
+                .map(|i| (i.cluster.clone(), i.node.clone(), SocketAddr::new(i.address.ip(), 0)))
+                .collect();
+            nodes.dedup();
+            nodes.sort();
+            nodes.dedup();
+            instances.extend(nodes.into_iter().map(|(cluster, node, address)| InstanceSpec {
+                kind: MemberKind::Agent,
+                id: format!("{AGENT}@{node}"),
+                service: AGENT.into(),
+                version: String::new(),
+                cluster,
+                node,
+                address,
+            }));
+        }
         Self { instances }
     }
 }
@@ -83,7 +118,14 @@ mod tests {
 
     #[test]
     fn the_full_fleet_spreads_two_versions_of_three_services_over_six_nodes_with_unique_addresses() {
-        let plan = FleetPlan::new(FleetSize::Full, 8100);
+        let mut plan = FleetPlan::new(FleetSize::Full, 8100);
+        let agents: Vec<_> =
+            plan.instances.iter().filter(|i| i.kind == MemberKind::Agent).map(|i| i.id.clone()).collect();
+        assert_eq!(
+            agents,
+            ["agent@east-1", "agent@east-2", "agent@east-3", "agent@west-1", "agent@west-2", "agent@west-3"]
+        );
+        plan.instances.retain(|i| i.kind == MemberKind::Service);
         assert_eq!(plan.instances.len(), 18);
         let addresses: HashSet<_> = plan.instances.iter().map(|i| i.address).collect();
         assert_eq!(addresses.len(), plan.instances.len(), "one instance per host:port");

@@ -263,7 +263,7 @@ fn crash_soon() {
 }
 
 /// Completes on SIGTERM or Ctrl-C, or when standard input closes if `watch_stdin`.
-async fn stop_requested(watch_stdin: bool) {
+pub(crate) async fn stop_requested(watch_stdin: bool) {
     let stdin_closed = async {
         if watch_stdin {
             stdin_closed().await;
