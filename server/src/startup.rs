@@ -48,6 +48,7 @@ impl Application {
             auth: std::sync::Arc::new(settings.auth.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
+            metrics: crate::metrics::Metrics::new(settings.metrics.buffer_points as usize),
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
@@ -78,8 +79,17 @@ impl Application {
                 self.state.events.clone(),
             )),
         ];
+        let flush_metrics = tokio_util::sync::CancellationToken::new();
+        let (metrics, grace) = (self.state.metrics.buffer.clone(), self.shutdown_grace);
+        let writer =
+            tokio::spawn(crate::metrics::run_writer(metrics.clone(), self.state.influx.clone(), flush_metrics.clone()));
         let outcome = self.serve(shutdown).await;
         workers.iter().for_each(tokio::task::JoinHandle::abort);
+        // Requests have finished: the writer flushes what they left, for at most one more grace.
+        flush_metrics.cancel();
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::error!(points = metrics.status().held, "metrics still buffered at shutdown were not written");
+        }
         outcome
     }
 

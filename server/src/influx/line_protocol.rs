@@ -96,6 +96,11 @@ impl Point {
         self
     }
 
+    /// Adds a tag to a point already built (e.g. one parsed from a request).
+    pub fn push_tag(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.tags.push((key.into(), value.into()));
+    }
+
     pub fn field(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
         self.fields.push((key.into(), value.into()));
         self
