@@ -262,3 +262,23 @@ async fn ingest_needs_an_ingest_token() {
     let anonymous = sender.app.http.post(&url).body("m v=1").send().await.expect("answer");
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_flushes_the_points_still_buffered() {
+    let mut influx = InfluxProcess::start().await;
+    let url = influx.url();
+    let app = TestApp::spawn_with(|settings| settings.influx.url = url).await;
+    let influx_client = app.influx.clone();
+    let mut sender = Sender::new(app).await;
+    influx.stop();
+    assert_eq!(sender.accepted("", "flushed v=1i 1\nflushed v=2i 2\nflushed v=3i 3").await, 3);
+
+    sender.app.begin_shutdown();
+    influx.resume().await;
+    let Sender { app, .. } = sender;
+    app.finished().await.expect("a clean stop");
+
+    let results = influx_client.query("SELECT count(v) FROM flushed").await.expect("query");
+    let count = results[0].series.first().and_then(|s| s.f64_column("count")).and_then(|c| c[0]);
+    assert_eq!(count, Some(3.0), "written before the process ended");
+}
