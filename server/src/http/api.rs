@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::metrics::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
+        .merge(crate::metrics::root_routes())
         .nest("/api/v1", v1)
         .split_for_parts();
     let document = std::sync::Arc::new(openapi);

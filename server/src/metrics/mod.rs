@@ -9,6 +9,7 @@
 //! be written, and anything else means none was kept and the sender should retry or fix it.
 
 mod buffer;
+mod prometheus;
 mod registry_tags;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use buffer::{Buffer, BufferStatus, Full, run_writer};
+pub use prometheus::{OwnMetrics, track_request};
 pub use registry_tags::{InstanceTags, TagCache};
 
 use crate::{
@@ -33,21 +35,29 @@ use crate::{
     state::AppState,
 };
 
-/// The ingest side shared by every request: the buffer and the registry tag cache.
+/// Shared by every request: the ingest buffer, the registry tag cache and opsdeck's own metrics.
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub buffer: Arc<Buffer>,
     pub tags: Arc<TagCache>,
+    pub own: OwnMetrics,
 }
 
 impl Metrics {
     pub fn new(buffer_points: usize) -> Self {
-        Self { buffer: Arc::new(Buffer::new(buffer_points)), tags: Arc::default() }
+        let buffer = Arc::new(Buffer::new(buffer_points));
+        Self { own: OwnMetrics::new(buffer.clone()), buffer, tags: Arc::default() }
     }
 }
 
+/// Ingest, under `/api/v1`.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(ingest))
+}
+
+/// `/metrics` (opsdeck's own, for Prometheus), at the root beside `/healthz`.
+pub fn root_routes() -> OpenApiRouter<AppState> {
+    prometheus::routes()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

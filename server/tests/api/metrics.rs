@@ -282,3 +282,60 @@ async fn a_graceful_shutdown_flushes_the_points_still_buffered() {
     let count = results[0].series.first().and_then(|s| s.f64_column("count")).and_then(|c| c[0]);
     assert_eq!(count, Some(3.0), "written before the process ended");
 }
+
+/// Checks every line of an OpenMetrics/Prometheus text exposition and returns the samples.
+fn parse_exposition(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut samples = std::collections::HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.last(), Some(&"# EOF"), "the exposition ends with # EOF");
+    for line in &lines[..lines.len() - 1] {
+        if let Some(comment) = line.strip_prefix("# ") {
+            assert!(["HELP ", "TYPE ", "UNIT "].iter().any(|kind| comment.starts_with(kind)), "{line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "metric name {name:?}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "labels close: {line}");
+        }
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        samples.insert(series.to_owned(), value);
+    }
+    samples
+}
+
+#[tokio::test]
+async fn own_metrics_are_served_in_the_prometheus_text_format_and_move() {
+    let sender = Sender::new(TestApp::spawn().await).await;
+    let scrape = || async {
+        let response = sender.app.get("/metrics").await;
+        assert_eq!(response.status(), 200, "public, like /healthz");
+        let kind = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        parse_exposition(&response.text().await.expect("text"))
+    };
+    let healthz = r#"opsdeck_http_requests_total{method="GET",route="/healthz",status="2xx"}"#;
+    let before = scrape().await;
+    assert_eq!(before["opsdeck_metrics_buffer_capacity_points"], 100_000.0);
+    assert_eq!(before["opsdeck_metrics_points_written_total"], 0.0);
+
+    for _ in 0..2 {
+        assert_eq!(sender.app.get("/healthz").await.status(), 200);
+    }
+    sender.accepted("", "scraped v=1i 1\nscraped v=2i 2").await;
+    let after = wait_until("the two points to be counted as written", Duration::from_secs(20), || async {
+        let samples = scrape().await;
+        (samples["opsdeck_metrics_points_written_total"] == 2.0).then_some(samples)
+    })
+    .await;
+    assert_eq!(after[healthz] - before.get(healthz).copied().unwrap_or(0.0), 2.0, "two more /healthz");
+    let ingest_count =
+        r#"opsdeck_http_request_duration_seconds_count{method="POST",route="/api/v1/metrics",status="2xx"}"#;
+    assert_eq!(after[ingest_count], 1.0, "the ingest request is timed under its route pattern");
+    assert_eq!(after["opsdeck_metrics_buffer_points"], 0.0);
+}
