@@ -24,6 +24,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     shutdown_grace: Duration,
+    metrics_writers: usize,
 }
 
 impl Application {
@@ -52,7 +53,8 @@ impl Application {
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
-        Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
+        let metrics_writers = settings.metrics.writers as usize;
+        Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace, metrics_writers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -81,8 +83,12 @@ impl Application {
         ];
         let flush_metrics = tokio_util::sync::CancellationToken::new();
         let (metrics, grace) = (self.state.metrics.buffer.clone(), self.shutdown_grace);
-        let writer =
-            tokio::spawn(crate::metrics::run_writer(metrics.clone(), self.state.influx.clone(), flush_metrics.clone()));
+        let writer = tokio::spawn(crate::metrics::run_writer(
+            metrics.clone(),
+            self.state.influx.clone(),
+            self.metrics_writers,
+            flush_metrics.clone(),
+        ));
         let outcome = self.serve(shutdown).await;
         workers.iter().for_each(tokio::task::JoinHandle::abort);
         // Requests have finished: the writer flushes what they left, for at most one more grace.

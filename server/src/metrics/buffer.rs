@@ -1,8 +1,11 @@
 //! The bounded buffer between ingest and InfluxDB, and the writer task that empties it.
 //!
 //! Ingest puts whole requests in (all or nothing, so "acknowledged" means "held here") and is
-//! told when a request does not fit; the writer sends batches of `--influx-batch-size` lines and
-//! retries with jittered exponential backoff while InfluxDB is slow or down. A batch leaves the
+//! told when a request does not fit; the writer sends batches of `--influx-batch-size` lines,
+//! `--metrics-writers` at a time, and retries with jittered exponential backoff while InfluxDB
+//! is slow or down. Batches written side by side may land out of order; InfluxDB keys points by
+//! series and time, so that matters only for two points of one series with the same timestamp
+//! (the last one stored wins), as with any two senders. A batch leaves the
 //! buffer only once InfluxDB has taken it, so a point that was acknowledged is either written,
 //! counted as refused by InfluxDB (a permanent 4xx, logged with InfluxDB's reason), or — only if
 //! the process stops before InfluxDB returns — counted in the log line that says how many were
@@ -39,7 +42,7 @@ pub struct Buffer {
 #[derive(Debug, Default)]
 struct Queue {
     lines: VecDeque<String>,
-    /// Lines the writer has taken and is sending; they still count against the capacity.
+    /// Lines the writers have taken and are sending; they still count against the capacity.
     in_flight: usize,
     failing_since: Option<Instant>,
     last_error: Option<String>,
@@ -137,13 +140,19 @@ impl Buffer {
         let mut queue = self.lock();
         let n = most.min(queue.lines.len());
         let batch: Vec<String> = queue.lines.drain(..n).collect();
-        queue.in_flight = batch.len();
+        queue.in_flight += batch.len();
+        let more = !queue.lines.is_empty();
+        drop(queue);
+        if more {
+            // Another writer may take the next batch meanwhile.
+            self.wake.notify_one();
+        }
         batch
     }
 
     fn done(&self, lines: usize, outcome: Result<(), String>) {
         let mut queue = self.lock();
-        queue.in_flight = 0;
+        queue.in_flight = queue.in_flight.saturating_sub(lines);
         queue.failing_since = None;
         match outcome {
             Ok(()) => {
@@ -164,10 +173,29 @@ impl Buffer {
     }
 }
 
-/// Sends what the buffer holds to InfluxDB until `flush_and_stop` is cancelled and the buffer is
-/// empty. Start it once per process; the caller bounds the final flush with a timeout.
-#[tracing::instrument(name = "metrics_writer", skip_all)]
-pub async fn run_writer(buffer: std::sync::Arc<Buffer>, influx: InfluxClient, flush_and_stop: CancellationToken) {
+/// Sends what the buffer holds to InfluxDB, `writers` batches at a time, until `flush_and_stop`
+/// is cancelled and the buffer is empty. Start it once per process; the caller bounds the final
+/// flush with a timeout.
+pub async fn run_writer(
+    buffer: std::sync::Arc<Buffer>,
+    influx: InfluxClient,
+    writers: usize,
+    flush_and_stop: CancellationToken,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..writers.max(1) {
+        tasks.spawn(write_batches(buffer.clone(), influx.clone(), flush_and_stop.clone(), writer));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[tracing::instrument(name = "metrics_writer", skip(buffer, influx, flush_and_stop))]
+async fn write_batches(
+    buffer: std::sync::Arc<Buffer>,
+    influx: InfluxClient,
+    flush_and_stop: CancellationToken,
+    writer: usize,
+) {
     let batch_size = influx.config().batch_size.max(1);
     loop {
         let batch = buffer.take(batch_size);
