@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
 
     let ingest_url = format!("{}/api/v1/metrics", serve.base);
     let cpu_before = procstat::cpu_ticks(serve.pid)?;
+    let waited_before = procstat::run_queue_wait(serve.pid);
     let started = Instant::now();
     let refused_full = send_all(&http, &ingest_url, Some(&token), &bodies, args.concurrency).await?;
     let acknowledged = started.elapsed();
@@ -94,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let cpu_ms =
         (procstat::cpu_ticks(serve.pid)? - cpu_before) as f64 * 1000.0 / procstat::clock_ticks_per_second() as f64;
+    let waited = procstat::run_queue_wait(serve.pid).saturating_sub(waited_before);
     serve.stop().await;
 
     let direct_count = count(&http, &influx, DIRECT_DATABASE).await?;
@@ -132,10 +134,14 @@ async fn main() -> anyhow::Result<()> {
         format!("{:.0}", rate(acknowledged))
     );
     println!(
-        "\nopsdeck CPU: {cpu_ms:.0} ms ({:.2} µs per point); 503 (buffer full) retried: {refused_full}; \
-         direct retries: {direct_retries}",
-        cpu_ms * 1000.0 / total as f64
+        "\nopsdeck CPU: {cpu_ms:.0} ms ({:.2} µs per point, so {:.0} points/s per core of its own); \
+         it waited {:.2} s for its core (other processes on core 0); load average {:.2}",
+        cpu_ms * 1000.0 / total as f64,
+        total as f64 / (cpu_ms / 1000.0),
+        waited.as_secs_f64(),
+        procstat::load_average()
     );
+    println!("503 (buffer full) retried: {refused_full}; direct retries: {direct_retries}");
     let checks = [
         (ratio >= GOAL_RATIO, format!("through opsdeck {ratio:.2}× the direct rate (goal ≥ {GOAL_RATIO}×)")),
         (opsdeck_count == total as u64, format!("every point through opsdeck stored ({opsdeck_count} of {total})")),
