@@ -25,8 +25,8 @@ async fn healthz() -> impl IntoResponse {
 
 /// Ready: 200 with every check, or 503 with the failing ones named in `error`.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "PostgreSQL and InfluxDB answer", body = Readiness),
-    (status = 503, description = "A store does not answer; `error` names it", body = Readiness),
+    (status = 200, description = "PostgreSQL and InfluxDB answer and metrics ingest keeps up", body = Readiness),
+    (status = 503, description = "A store does not answer, or metrics are degraded; `error` names it", body = Readiness),
 ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let report = check_readiness(&state).await;
@@ -48,7 +48,17 @@ pub async fn check_readiness(state: &AppState) -> Readiness {
         timed(Dependency::Postgres, crate::db::ping(&state.db)),
         timed(Dependency::Influxdb, state.influx.ping()),
     );
-    Readiness::from_checks(checked_at, vec![postgres, influx])
+    Readiness::from_checks(checked_at, vec![postgres, influx, metrics_check(state)])
+}
+
+/// Metrics ingest, from the buffer's own state (no I/O): degraded while the writer fails or the
+/// buffer is above 80 %.
+fn metrics_check(state: &AppState) -> DependencyCheck {
+    let error = state.metrics.buffer.status().degraded();
+    if let Some(error) = &error {
+        tracing::warn!(error, "metrics degraded");
+    }
+    DependencyCheck { dependency: Dependency::Metrics, ok: error.is_none(), latency_ms: 0.0, error }
 }
 
 async fn timed<E: std::fmt::Display>(

@@ -24,6 +24,7 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     shutdown_grace: Duration,
+    metrics_writers: usize,
 }
 
 impl Application {
@@ -48,10 +49,12 @@ impl Application {
             auth: std::sync::Arc::new(settings.auth.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
+            metrics: crate::metrics::Metrics::new(settings.metrics.buffer_points as usize),
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
-        Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace })
+        let metrics_writers = settings.metrics.writers as usize;
+        Ok(Self { listener, router, state, shutdown_grace: settings.http.shutdown_grace, metrics_writers })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -78,8 +81,21 @@ impl Application {
                 self.state.events.clone(),
             )),
         ];
+        let flush_metrics = tokio_util::sync::CancellationToken::new();
+        let (metrics, grace) = (self.state.metrics.buffer.clone(), self.shutdown_grace);
+        let writer = tokio::spawn(crate::metrics::run_writer(
+            metrics.clone(),
+            self.state.influx.clone(),
+            self.metrics_writers,
+            flush_metrics.clone(),
+        ));
         let outcome = self.serve(shutdown).await;
         workers.iter().for_each(tokio::task::JoinHandle::abort);
+        // Requests have finished: the writer flushes what they left, for at most one more grace.
+        flush_metrics.cancel();
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::error!(points = metrics.status().held, "metrics still buffered at shutdown were not written");
+        }
         outcome
     }
 

@@ -16,6 +16,8 @@ pub struct AppState {
     pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
     /// Committed events, fanned out in this process (fed by PostgreSQL NOTIFY).
     pub events: crate::events::EventHub,
+    /// Metrics ingest: the bounded buffer for InfluxDB and the registry tag cache.
+    pub metrics: crate::metrics::Metrics,
     /// Cancelled when shutdown begins: endless responses (event streams, discovery watches)
     /// end then, so the grace period isn't spent waiting for them.
     pub stopping: tokio_util::sync::CancellationToken,

@@ -6,7 +6,7 @@ use app::model::identity::{NewToken, NewUser, Role, Scope};
 use opsdeck::{
     audit::Actor,
     auth::RequestContext,
-    cli::{AuthSettings, CookieSecure, DatabaseSettings, HttpSettings, InfluxSettings, ServeSettings},
+    cli::{AuthSettings, CookieSecure, DatabaseSettings, HttpSettings, InfluxSettings, MetricsSettings, ServeSettings},
     db::DatabaseUrl,
     influx::{InfluxApi, InfluxClient},
     startup::Application,
@@ -80,6 +80,7 @@ impl TestEnv {
                 timeout: Duration::from_secs(5),
                 batch_size: 5000,
             },
+            metrics: MetricsSettings { buffer_points: 100_000, writers: 4 },
             auth: AuthSettings {
                 anonymous_read: false,
                 session_idle: Duration::from_secs(12 * 3600),

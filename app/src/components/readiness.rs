@@ -74,7 +74,7 @@ fn ReadinessMarks(report: Readiness) -> impl IntoView {
         .checks
         .iter()
         .map(|check| {
-            let word = if check.ok { "ready" } else { "unavailable" };
+            let word = if check.ok { "ready" } else { check.dependency.failure_word() };
             view! {
                 <span class="readiness-item" data-dependency=format!("{:?}", check.dependency).to_lowercase()>
                     <StatusMark status=check_status(check) label=format!("{} {word}", check.dependency.label()) />

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub enum Dependency {
     Postgres,
     Influxdb,
+    /// Metrics ingest: not a store, but the buffer and writer in front of InfluxDB; not ok
+    /// ("metrics degraded") while writes fail or the buffer is above 80 %.
+    Metrics,
 }
 
 impl Dependency {
@@ -26,6 +29,15 @@ impl Dependency {
         match self {
             Dependency::Postgres => "PostgreSQL",
             Dependency::Influxdb => "InfluxDB",
+            Dependency::Metrics => "metrics ingest",
+        }
+    }
+
+    /// The word for this dependency when its check fails.
+    pub fn failure_word(self) -> &'static str {
+        match self {
+            Dependency::Metrics => "degraded",
+            Dependency::Postgres | Dependency::Influxdb => "unavailable",
         }
     }
 }

@@ -56,6 +56,20 @@ pub struct ServeSettings {
     pub influx: InfluxSettings,
     #[command(flatten)]
     pub auth: AuthSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Metrics ingest")]
+pub struct MetricsSettings {
+    /// Most points held in memory for InfluxDB; a request that doesn't fit is refused (503, Retry-After).
+    #[arg(long = "metrics-buffer-points", env = "OPSDECK_METRICS_BUFFER_POINTS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    pub buffer_points: u32,
+
+    /// Batches written to InfluxDB at the same time (each up to --influx-batch-size points).
+    #[arg(long = "metrics-writers", env = "OPSDECK_METRICS_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writers: u32,
 }
 
 /// Whether the session cookie carries the `Secure` attribute.

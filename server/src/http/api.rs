@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only record of every action and refusal"),
         (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
         (name = "events", description = "Live changes as Server-Sent Events"),
+        (name = "metrics", description = "Metrics ingest (InfluxDB line protocol)"),
     )
 )]
 struct ApiDoc;
@@ -51,9 +52,11 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::auth::api_routes())
         .merge(crate::audit::routes())
         .merge(crate::topology::api_routes())
-        .merge(crate::events::routes());
+        .merge(crate::events::routes())
+        .merge(crate::metrics::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
+        .merge(crate::metrics::root_routes())
         .nest("/api/v1", v1)
         .split_for_parts();
     let document = std::sync::Arc::new(openapi);

@@ -48,6 +48,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .nest("/api", api_fallback)
         .merge(crate::auth::sessions::routes())
         .merge(crate::ui::routes(&state))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_request))
         .layer(layers)
         .with_state(state)
 }

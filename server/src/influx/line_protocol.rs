@@ -21,6 +21,8 @@ use std::fmt::Write as _;
 pub enum FieldValue {
     Float(f64),
     Integer(i64),
+    /// Written with a `u` suffix; InfluxDB 2.x and 3.x store it, 1.x refuses it.
+    UInteger(u64),
     Boolean(bool),
     String(String),
 }
@@ -33,6 +35,11 @@ impl From<f64> for FieldValue {
 impl From<i64> for FieldValue {
     fn from(v: i64) -> Self {
         FieldValue::Integer(v)
+    }
+}
+impl From<u64> for FieldValue {
+    fn from(v: u64) -> Self {
+        FieldValue::UInteger(v)
     }
 }
 impl From<bool> for FieldValue {
@@ -89,6 +96,11 @@ impl Point {
         self
     }
 
+    /// Adds a tag to a point already built (e.g. one parsed from a request).
+    pub fn push_tag(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.tags.push((key.into(), value.into()));
+    }
+
     pub fn field(mut self, key: impl Into<String>, value: impl Into<FieldValue>) -> Self {
         self.fields.push((key.into(), value.into()));
         self
@@ -108,6 +120,23 @@ impl Point {
 
     pub fn measurement(&self) -> &str {
         &self.measurement
+    }
+
+    pub fn tags(&self) -> &[(String, String)] {
+        &self.tags
+    }
+
+    /// The value of tag `key`, if the point has it with a non-empty value.
+    pub fn tag_value(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
+    }
+
+    pub fn fields(&self) -> &[(String, FieldValue)] {
+        &self.fields
+    }
+
+    pub fn timestamp_ns_opt(&self) -> Option<i64> {
+        self.timestamp_ns
     }
 
     /// Appends this point as one line (with its trailing newline) to `out`. On error `out` is
@@ -140,6 +169,9 @@ impl Point {
                 }
                 FieldValue::Integer(v) => {
                     let _ = write!(out, "{v}i");
+                }
+                FieldValue::UInteger(v) => {
+                    let _ = write!(out, "{v}u");
                 }
                 FieldValue::Boolean(v) => out.push_str(if *v { "true" } else { "false" }),
                 FieldValue::String(v) => {

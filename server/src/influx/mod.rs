@@ -8,8 +8,10 @@
 
 mod client;
 mod line_protocol;
+mod parse;
 mod query;
 
 pub use client::{InfluxApi, InfluxAuth, InfluxClient, InfluxConfig, InfluxError};
-pub use line_protocol::{FieldValue, LineProtocolError, Point};
+pub use line_protocol::{FieldValue, LineProtocolError, Point, encode_all};
+pub use parse::{LineError, Precision, parse_line, parse_lines};
 pub use query::{QueryResult, Series, quote_identifier, quote_literal};

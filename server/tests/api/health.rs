@@ -26,7 +26,7 @@ async fn readyz_is_200_with_every_store_checked_when_both_answer() {
         .iter()
         .map(|c| c["dependency"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(names, ["postgres", "influxdb"]);
+    assert_eq!(names, ["postgres", "influxdb", "metrics"]);
 }
 
 #[tokio::test]

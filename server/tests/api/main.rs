@@ -10,5 +10,6 @@ mod events;
 mod health;
 mod influx;
 mod layers;
+mod metrics;
 mod openapi;
 mod topology;
