@@ -123,7 +123,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             Ok(answer) if answer.status().is_success() => {}
             Ok(answer) if answer.status() == StatusCode::NOT_FOUND && !metrics_missing_logged => {
                 metrics_missing_logged = true;
-                tracing::warn!("this opsdeck has no metrics endpoint yet; only check-ins are sent");
+                tracing::warn!("this opsdeck has no metrics endpoint (an older version?); only check-ins are sent");
             }
             Ok(answer) => tracing::warn!(status = %answer.status(), "the report was refused; the next one follows"),
             Err(error) => tracing::warn!(%error, "the report was not delivered; the next one follows"),

@@ -62,6 +62,21 @@ async fn an_agent_checks_its_node_in_and_its_silence_marks_the_node_down() {
     let alive = node_view(&app, &reader, "edge-1").await.expect("the node is in the topology");
     assert_ne!(alive["health"], "down", "{alive}");
 
+    // Its vital signs arrive in InfluxDB through the metrics endpoint.
+    let cpu = wait_until("the node's vital signs in InfluxDB", Duration::from_secs(20), || async {
+        let results = app
+            .influx
+            .query("SELECT last(cpu_percent), last(memory_total_bytes) FROM node WHERE node = 'edge-1' AND cluster = 'edge'")
+            .await
+            .ok()?;
+        let series = results.first()?.series.first()?.clone();
+        let cpu = series.f64_column("last")?.first().copied().flatten()?;
+        let memory = series.f64_column("last_1")?.first().copied().flatten()?;
+        (memory > 0.0).then_some(cpu)
+    })
+    .await;
+    assert!((0.0..=100.0).contains(&cpu), "CPU {cpu} %");
+
     process.kill().expect("kill the agent");
     let _ = process.wait();
     let down = wait_until("the silent node to be down", Duration::from_secs(20), || async {
