@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod influx;
+pub mod logs;
 pub mod resilience;
 pub mod startup;
 pub mod state;

@@ -46,6 +46,7 @@ impl Application {
             influx,
             leptos,
             auth: std::sync::Arc::new(settings.auth.clone()),
+            logs: std::sync::Arc::new(settings.logs.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
@@ -77,6 +78,7 @@ impl Application {
                 self.state.influx.clone(),
                 self.state.events.clone(),
             )),
+            tokio::spawn(crate::logs::partitions::run(self.state.db.clone(), self.state.logs.retention)),
         ];
         let outcome = self.serve(shutdown).await;
         workers.iter().for_each(tokio::task::JoinHandle::abort);

@@ -54,6 +54,31 @@ pub struct ServeSettings {
     pub influx: InfluxSettings,
     #[command(flatten)]
     pub auth: AuthSettings,
+    #[command(flatten)]
+    pub logs: LogSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logs")]
+pub struct LogSettings {
+    /// Log lines older than this are dropped, a whole day's partition at a time (e.g. `7d`, at least `1d`).
+    #[arg(long = "log-retention", env = "OPSDECK_LOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(7 * 86_400) }
+    }
+}
+
+/// Partitions are days, so a retention shorter than one can't be honoured.
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let retention = humantime::parse_duration(value).map_err(|e| format!("a duration such as 7d ({e})"))?;
+    if retention < Duration::from_secs(86_400) {
+        return Err("at least 1d: log partitions are whole days".to_owned());
+    }
+    Ok(retention)
 }
 
 /// Whether the session cookie carries the `Secure` attribute.

@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only record of every action and refusal"),
         (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
         (name = "events", description = "Live changes as Server-Sent Events"),
+        (name = "logs", description = "Log lines: NDJSON ingest and search"),
     )
 )]
 struct ApiDoc;
@@ -51,7 +52,8 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::auth::api_routes())
         .merge(crate::audit::routes())
         .merge(crate::topology::api_routes())
-        .merge(crate::events::routes());
+        .merge(crate::events::routes())
+        .merge(crate::logs::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
         .nest("/api/v1", v1)

@@ -9,5 +9,6 @@ mod events;
 mod health;
 mod influx;
 mod layers;
+mod logs;
 mod openapi;
 mod topology;
