@@ -334,3 +334,15 @@ async fn search_parameters_that_make_no_sense_are_a_400_naming_them() {
         assert!(body["detail"].as_str().expect("detail").contains(name), "{query:?}: {body}");
     }
 }
+
+#[tokio::test]
+async fn the_partition_worker_readies_today_and_the_next_two_days_at_start() {
+    let logs = Logs::new().await;
+    let today = Utc::now().date_naive();
+    let wanted: Vec<NaiveDate> = today.iter_days().take(3).collect();
+    testkit::wait_until("partitions for today and the next two days", Duration::from_secs(10), || async {
+        let have = opsdeck::logs::partitions::existing(&logs.app.db).await.ok()?;
+        wanted.iter().all(|day| have.contains(day)).then_some(())
+    })
+    .await;
+}
