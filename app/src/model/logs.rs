@@ -1,6 +1,8 @@
 //! Aggregated log lines: what services send to `POST /api/v1/logs` (one JSON object per line,
 //! NDJSON) and what `GET /api/v1/logs` answers.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,48 @@ impl LogLevel {
             .find(|level| level.as_str() == value)
             .ok_or_else(|| format!("{value:?} is not a level; use one of debug, info, warning, error, fatal"))
     }
+}
+
+/// One line as a sender writes it: one JSON object per NDJSON line. Free data goes in
+/// `fields`; any other key is refused. Strings borrow from the body where they can (ingest
+/// reads hundreds of thousands of these a second).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LogLineIn<'a> {
+    /// RFC 3339, e.g. `2026-11-30T12:00:00.123Z`; no older than the retention, at most 1 h ahead.
+    #[serde(borrow)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String, format = DateTime))]
+    pub time: Cow<'a, str>,
+    /// debug, info, warning, error or fatal (checked after parsing, so a bad one is named).
+    #[serde(borrow)]
+    #[cfg_attr(feature = "ssr", schema(value_type = LogLevel))]
+    pub level: Cow<'a, str>,
+    #[serde(borrow)]
+    #[cfg_attr(feature = "ssr", schema(value_type = String))]
+    pub message: Cow<'a, str>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub cluster: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub node: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub service: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub instance: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub component: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<String>))]
+    pub trace_id: Option<Cow<'a, str>>,
+    /// Free fields: a JSON object.
+    #[serde(default)]
+    #[cfg_attr(feature = "ssr", schema(value_type = Option<Object>))]
+    pub fields: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One stored log line.

@@ -10,12 +10,11 @@
 //! hour ahead is a broken clock; both are refused. Inside the window, a day without a partition
 //! yet gets one on demand (`partitions::ensure`).
 
-use std::{borrow::Cow, collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::Context;
-use app::model::logs::{LineError, LogLevel};
+use app::model::logs::{LineError, LogLevel, LogLineIn};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
@@ -35,32 +34,6 @@ const MAX_TRACE_CHARS: usize = 128;
 /// The columns the COPY text carries, in order.
 pub const COPY_STATEMENT: &str =
     "COPY log_lines (at, level, message, cluster, node, service, instance, component, trace_id, fields) FROM STDIN";
-
-/// One line as sent. Free fields belong in `fields`; anything else is refused.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Incoming<'a> {
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    level: Cow<'a, str>,
-    #[serde(borrow)]
-    message: Cow<'a, str>,
-    #[serde(borrow, default)]
-    cluster: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    node: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    service: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    instance: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    component: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    trace_id: Option<Cow<'a, str>>,
-    #[serde(default)]
-    fields: Option<Map<String, Value>>,
-}
 
 const TEXT_FIELDS: [&str; 9] =
     ["time", "level", "message", "cluster", "node", "service", "instance", "component", "trace_id"];
@@ -123,7 +96,7 @@ struct Window {
 struct Checked<'a> {
     at: DateTime<Utc>,
     level: LogLevel,
-    incoming: Incoming<'a>,
+    incoming: LogLineIn<'a>,
 }
 
 /// The field at fault (if one is) and why.
@@ -134,7 +107,7 @@ fn check_line<'a>(raw: &'a [u8], window: &Window) -> Result<Checked<'a>, Refusal
         return Err((None, format!("the line is {} bytes; at most {MAX_LINE_BYTES} are accepted", raw.len())));
     }
     let text = std::str::from_utf8(raw).map_err(|e| (None, format!("not UTF-8 ({e})")))?;
-    let incoming: Incoming<'a> = serde_json::from_str(text).map_err(|e| explain(text, &e))?;
+    let incoming: LogLineIn<'a> = serde_json::from_str(text).map_err(|e| explain(text, &e))?;
     let at = DateTime::parse_from_rfc3339(&incoming.time)
         .map_err(|e| {
             (

@@ -7,7 +7,7 @@ pub mod ingest;
 pub mod partitions;
 pub mod search;
 
-use app::model::logs::{LineError, LogLevel, LogPage, LogsAccepted, LogsRejected};
+use app::model::logs::{LineError, LogLevel, LogLineIn, LogPage, LogsAccepted, LogsRejected};
 use axum::{
     Json,
     body::Bytes,
@@ -43,7 +43,8 @@ const MAX_LIMIT: u32 = 1000;
 /// stored; a 200 means every line is committed. At most 10,000 lines of 16 KiB each, times no
 /// older than the retention and at most 1 h ahead.
 #[utoipa::path(post, path = "/logs", tag = "logs",
-    request_body(content = String, content_type = "application/x-ndjson", description = "One JSON object per line"),
+    request_body(description = "NDJSON: one `LogLineIn` object per line. `application/json` with a single object is a batch of one.",
+        content((String = "application/x-ndjson"), (LogLineIn = "application/json"))),
     responses((status = 200, description = "Every line is committed", body = LogsAccepted),
               (status = 400, description = "Not NDJSON", body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
