@@ -14,6 +14,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod influx;
+pub mod logs;
 pub mod metrics;
 pub mod resilience;
 pub mod startup;

@@ -47,6 +47,7 @@ impl Application {
             influx,
             leptos,
             auth: std::sync::Arc::new(settings.auth.clone()),
+            logs: std::sync::Arc::new(settings.logs.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
             metrics: crate::metrics::Metrics::new(settings.metrics.buffer_points as usize),
@@ -80,6 +81,7 @@ impl Application {
                 self.state.influx.clone(),
                 self.state.events.clone(),
             )),
+            tokio::spawn(crate::logs::partitions::run(self.state.db.clone(), self.state.logs.retention)),
         ];
         let flush_metrics = tokio_util::sync::CancellationToken::new();
         let (metrics, grace) = (self.state.metrics.buffer.clone(), self.shutdown_grace);

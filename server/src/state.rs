@@ -13,6 +13,7 @@ pub struct AppState {
     pub influx: InfluxClient,
     pub leptos: LeptosOptions,
     pub auth: std::sync::Arc<AuthSettings>,
+    pub logs: std::sync::Arc<crate::cli::LogSettings>,
     pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
     /// Committed events, fanned out in this process (fed by PostgreSQL NOTIFY).
     pub events: crate::events::EventHub,

@@ -90,6 +90,7 @@ impl TestEnv {
                 login_failures_per_address: 20,
                 login_failure_window: Duration::from_secs(15 * 60),
             },
+            logs: Default::default(),
         }
     }
 }

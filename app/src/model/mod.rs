@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod logs;
 pub mod topology;
 
 use chrono::{DateTime, Utc};

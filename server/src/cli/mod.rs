@@ -58,6 +58,8 @@ pub struct ServeSettings {
     pub auth: AuthSettings,
     #[command(flatten)]
     pub metrics: MetricsSettings,
+    #[command(flatten)]
+    pub logs: LogSettings,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -70,6 +72,29 @@ pub struct MetricsSettings {
     /// Batches written to InfluxDB at the same time (each up to --influx-batch-size points).
     #[arg(long = "metrics-writers", env = "OPSDECK_METRICS_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writers: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logs")]
+pub struct LogSettings {
+    /// Log lines older than this are dropped, a whole day's partition at a time (e.g. `7d`, at least `1d`).
+    #[arg(long = "log-retention", env = "OPSDECK_LOG_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(7 * 86_400) }
+    }
+}
+
+/// Partitions are days, so a retention shorter than one can't be honoured.
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let retention = humantime::parse_duration(value).map_err(|e| format!("a duration such as 7d ({e})"))?;
+    if retention < Duration::from_secs(86_400) {
+        return Err("at least 1d: log partitions are whole days".to_owned());
+    }
+    Ok(retention)
 }
 
 /// Whether the session cookie carries the `Secure` attribute.

@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
         (name = "events", description = "Live changes as Server-Sent Events"),
         (name = "metrics", description = "Metrics ingest (InfluxDB line protocol)"),
+        (name = "logs", description = "Log lines: NDJSON ingest and search"),
     )
 )]
 struct ApiDoc;
@@ -53,7 +54,8 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::audit::routes())
         .merge(crate::topology::api_routes())
         .merge(crate::events::routes())
-        .merge(crate::metrics::routes());
+        .merge(crate::metrics::routes())
+        .merge(crate::logs::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
         .merge(crate::metrics::root_routes())

@@ -10,6 +10,7 @@ mod events;
 mod health;
 mod influx;
 mod layers;
+mod logs;
 mod metrics;
 mod openapi;
 mod topology;
