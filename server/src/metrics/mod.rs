@@ -63,6 +63,7 @@ pub fn root_routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 struct IngestParams {
     /// The unit of the timestamps in the body: ns (default), us, ms or s.
+    #[param(inline)]
     precision: Option<Precision>,
 }
 

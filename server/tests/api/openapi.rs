@@ -33,3 +33,28 @@ async fn the_openapi_document_describes_every_api_route_and_its_security() {
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["session"]["in"], "cookie");
 }
+
+#[tokio::test]
+async fn every_schema_reference_in_the_openapi_document_resolves() {
+    let app = testkit::TestApp::spawn().await;
+    let document: serde_json::Value = app.get("/api/openapi.json").await.json().await.expect("json");
+    let schemas = document["components"]["schemas"].as_object().cloned().unwrap_or_default();
+    let mut missing = Vec::new();
+    let mut stack = vec![&document];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(reference) = map.get("$ref").and_then(|r| r.as_str()) {
+                    let name = reference.trim_start_matches("#/components/schemas/");
+                    if !schemas.contains_key(name) {
+                        missing.push(reference.to_owned());
+                    }
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    assert!(missing.is_empty(), "references to schemas the document doesn't define: {missing:?}");
+}
