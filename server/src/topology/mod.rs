@@ -3,11 +3,14 @@
 //! catalog of clusters, nodes and services (`catalog`).
 
 pub mod agents;
+mod attention;
 pub mod catalog;
 pub mod checker;
 pub mod detail;
 pub mod discovery;
+mod natural;
 pub mod registry;
+mod verdicts;
 pub mod view;
 
 use app::model::{

@@ -16,6 +16,8 @@ use app::model::{
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
+use super::{attention::ServiceAccumulator, natural::NaturalKey};
+
 /// A group of at most this many instances lists each one; a bigger group lists only those not
 /// healthy and counts the rest, so the picture stays readable at thousands of instances.
 pub const LIST_UP_TO: usize = 12;
@@ -94,41 +96,6 @@ type NodesOf<'a> = BTreeMap<NaturalKey<'a>, NodeRows<'a>>;
 
 /// One node's rows: its address, its agent's last check-in, its instances.
 type NodeRows<'a> = (Option<&'a str>, Option<(DateTime<Utc>, i32)>, Vec<&'a InstanceRow>);
-
-/// Orders names as people count: `node-2` before `node-10`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct NaturalKey<'a>(&'a str);
-
-impl NaturalKey<'_> {
-    /// Runs of digits become numbers, the rest stays text.
-    fn parts(&self) -> Vec<Result<u128, &str>> {
-        let mut parts = Vec::new();
-        let mut rest = self.0;
-        while !rest.is_empty() {
-            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let (part, tail) = if digits > 0 {
-                rest.split_at(digits)
-            } else {
-                rest.split_at(rest.bytes().take_while(|b| !b.is_ascii_digit()).count())
-            };
-            parts.push(if digits > 0 { part.parse().map_err(|_| part) } else { Err(part) });
-            rest = tail;
-        }
-        parts
-    }
-}
-
-impl Ord for NaturalKey<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.parts().cmp(&other.parts()).then_with(|| self.0.cmp(other.0))
-    }
-}
-
-impl PartialOrd for NaturalKey<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
 
 /// The view of these rows (ordered by cluster, node, service, version, port).
 pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyView {
@@ -349,82 +316,6 @@ fn group(instances: &[&InstanceRow], root_cause: Option<&str>) -> Vec<InstanceGr
             InstanceGroup { service, version, health: Health::by_share(&counts), counts, cells, folded }
         })
         .collect()
-}
-
-#[derive(Default)]
-struct ServiceAccumulator<'a> {
-    counts: HealthCounts,
-    versions: BTreeSet<&'a str>,
-    nodes: BTreeSet<String>,
-    open_breakers: u32,
-    /// Open breakers and expired instances not on a down node (those are its root cause).
-    unexplained_breakers: u32,
-    unexplained_expired: u32,
-    /// Down instances not explained by a down node.
-    own_failures: u32,
-    /// Down nodes that explain some of its down instances.
-    down_nodes: BTreeSet<String>,
-    down_since: Option<DateTime<Utc>>,
-}
-
-impl ServiceAccumulator<'_> {
-    fn attention(&self, name: &str, health: Health, out: &mut Vec<Attention>) {
-        let link = format!("/services/{name}");
-        let because = if self.down_nodes.is_empty() {
-            String::new()
-        } else {
-            let nodes: Vec<_> = self.down_nodes.iter().map(String::as_str).collect();
-            format!(" — because node {} {} down", nodes.join(", "), if nodes.len() == 1 { "is" } else { "are" })
-        };
-        let live = self.counts.total();
-        match health {
-            Health::Down => out.push(Attention {
-                severity: Severity::Critical,
-                kind: "service_down".into(),
-                title: format!("Service {name} is down"),
-                detail: format!("None of its {live} instances passes its health checks{because}."),
-                link: link.clone(),
-                since: self.down_since,
-            }),
-            Health::Degraded => out.push(Attention {
-                severity: Severity::Warning,
-                kind: "service_degraded".into(),
-                title: format!("Service {name} is degraded"),
-                detail: format!(
-                    "{} of {live} instances healthy; {} down{because}.",
-                    self.counts.healthy,
-                    self.counts.down()
-                ),
-                link: link.clone(),
-                since: self.down_since,
-            }),
-            Health::Healthy | Health::Unknown => {}
-        }
-        if self.unexplained_breakers > 0 {
-            let count = self.unexplained_breakers;
-            out.push(Attention {
-                severity: Severity::Warning,
-                kind: "breaker_open".into(),
-                title: format!("{count} health-check breaker{} open on {name}", if count == 1 { "" } else { "s" }),
-                detail: "Checks of those instances are paused; one trial probe per interval decides when they close."
-                    .into(),
-                link: link.clone(),
-                since: None,
-            });
-        }
-        if self.unexplained_expired > 0 {
-            let count = self.unexplained_expired;
-            out.push(Attention {
-                severity: Severity::Warning,
-                kind: "instance_expiring".into(),
-                title: format!("{count} instance{} of {name} stopped heartbeating", if count == 1 { "" } else { "s" }),
-                detail: "Marked expired after their TTL; removed after the grace period unless they heartbeat again."
-                    .into(),
-                link,
-                since: None,
-            });
-        }
-    }
 }
 
 #[cfg(test)]
