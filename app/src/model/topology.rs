@@ -309,3 +309,19 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod metadata_numbers {
+    /// PostgreSQL's `jsonb` prints every number in full decimal (no exponent), so the largest
+    /// finite floats come back as 309-digit integers; they must still read back as numbers, or
+    /// one registration breaks every instance listing (schemathesis found this as a 500).
+    #[test]
+    fn the_largest_floats_read_back_after_jsonb_writes_them_out_in_full() {
+        for value in [f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, 1.0e308] {
+            let full_decimal = format!("{value:.0}");
+            let text = if value.abs() < 1.0 { format!("{value:.330}") } else { full_decimal };
+            let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.as_f64(), Some(value), "{text}");
+        }
+    }
+}

@@ -107,6 +107,17 @@ async fn a_registration_creates_its_cluster_node_service_and_version_and_is_list
 }
 
 #[tokio::test]
+async fn metadata_with_extreme_numbers_reads_back_as_it_was_registered() {
+    let agent = Agent::new().await;
+    let mut body = instance("payments", "v1", 9001);
+    body["metadata"] = json!({"largest": f64::MAX, "smallest": -f64::MAX, "tiny": 5e-324, "zone": "a"});
+    agent.register_body(body.clone()).await;
+    let listed = agent.read("/api/v1/instances").await;
+    assert_eq!(listed[0]["metadata"], body["metadata"], "jsonb prints numbers in full; they must read back");
+    agent.read("/api/v1/services/payments/health").await;
+}
+
+#[tokio::test]
 async fn discovery_round_robins_over_healthy_instances_only() {
     let agent = Agent::new().await;
     agent.check_quickly("web").await;
