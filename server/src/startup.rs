@@ -42,6 +42,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen).await.with_context(|| {
             format!("cannot listen on {} (--listen / OPSDECK_LISTEN): is the port taken?", settings.http.listen)
         })?;
+        let log_tail = crate::logs::tail::LogTailHub::default();
         let state = AppState {
             db,
             influx,
@@ -50,7 +51,11 @@ impl Application {
             logs: std::sync::Arc::new(settings.logs.clone()),
             round_robin: std::sync::Arc::default(),
             events: crate::events::EventHub::default(),
-            metrics: crate::metrics::Metrics::new(settings.metrics.buffer_points as usize),
+            metrics: crate::metrics::Metrics::new(
+                settings.metrics.buffer_points as usize,
+                vec![Box::new(crate::logs::tail::TailCollector(log_tail.clone()))],
+            ),
+            log_tail,
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
@@ -75,6 +80,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let workers = [
             tokio::spawn(self.state.events.clone().run(self.state.db.clone())),
+            tokio::spawn(self.state.log_tail.clone().run(self.state.db.clone())),
             tokio::spawn(crate::topology::registry::run_expiry(self.state.db.clone(), EXPIRY_EVERY, EXPIRED_GRACE)),
             tokio::spawn(crate::topology::checker::run(
                 self.state.db.clone(),

@@ -17,6 +17,8 @@ pub struct AppState {
     pub round_robin: std::sync::Arc<crate::topology::discovery::RoundRobin>,
     /// Committed events, fanned out in this process (fed by PostgreSQL NOTIFY).
     pub events: crate::events::EventHub,
+    /// Live log tails: one subscription per distinct filter, fed by PostgreSQL NOTIFY.
+    pub log_tail: crate::logs::tail::LogTailHub,
     /// Metrics ingest: the bounded buffer for InfluxDB and the registry tag cache.
     pub metrics: crate::metrics::Metrics,
     /// Cancelled when shutdown begins: endless responses (event streams, discovery watches)

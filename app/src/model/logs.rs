@@ -163,6 +163,24 @@ pub struct LogPage {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// The live tail's `heartbeat` event: the stream is alive, and whether this server is
+/// receiving new lines right now (false while its PostgreSQL listener reconnects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct TailHeartbeat {
+    pub at: DateTime<Utc>,
+    pub listening: bool,
+}
+
+/// The live tail's `missed` event: the viewer fell behind its bounded queue and this many
+/// matching lines were skipped (they are stored; search finds them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct TailMissed {
+    pub missed: u64,
+    pub at: DateTime<Utc>,
+}
+
 /// The answer to an accepted batch: every line is committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

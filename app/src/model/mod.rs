@@ -8,6 +8,7 @@ pub mod health;
 pub mod identity;
 pub mod logs;
 pub mod topology;
+pub mod trace;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

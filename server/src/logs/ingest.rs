@@ -31,9 +31,12 @@ const MAX_CONTEXT_CHARS: usize = 256;
 /// Longest trace id, in characters.
 const MAX_TRACE_CHARS: usize = 128;
 
-/// The columns the COPY text carries, in order.
+/// The columns the COPY text carries, in order. The id comes last: it is drawn from the
+/// table's sequence just before the COPY and appended to each row, so the batch can be
+/// announced to live tails by id (`tail::hub::announce`); COPY takes given values even for a
+/// `GENERATED ALWAYS` identity column.
 pub const COPY_STATEMENT: &str =
-    "COPY log_lines (at, level, message, cluster, node, service, instance, component, trace_id, fields) FROM STDIN";
+    "COPY log_lines (at, level, message, cluster, node, service, instance, component, trace_id, fields, id) FROM STDIN";
 
 const TEXT_FIELDS: [&str; 9] =
     ["time", "level", "message", "cluster", "node", "service", "instance", "component", "trace_id"];
@@ -47,6 +50,8 @@ pub struct Batch {
     pub lines: u64,
     /// The days the lines fall on (their partitions must exist).
     pub days: BTreeSet<NaiveDate>,
+    /// The earliest and latest line time (set when there is a line).
+    pub span: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// Checks every line of `body` and encodes the good ones; any bad line refuses the batch.
@@ -76,6 +81,10 @@ pub fn parse(body: &[u8], now: DateTime<Utc>, retention: Duration) -> Result<Bat
             Ok(line) if errors.is_empty() => {
                 line.encode(&mut batch.copy_text);
                 batch.days.insert(line.at.date_naive());
+                batch.span = Some(match batch.span {
+                    None => (line.at, line.at),
+                    Some((earliest, latest)) => (earliest.min(line.at), latest.max(line.at)),
+                });
                 batch.lines += 1;
             }
             Ok(_) => {}
@@ -277,22 +286,47 @@ pub fn escape(value: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Stores a checked batch: partitions for its days first, then one COPY, which commits as it
-/// finishes. Returns the rows PostgreSQL reports.
+/// Stores a checked batch: partitions for its days first, then one transaction that draws the
+/// ids, COPYs the rows and queues the NOTIFY that tells live tails (on every replica) where
+/// the lines are; it commits before we answer. Returns the rows PostgreSQL reports.
 #[tracing::instrument(skip_all, fields(lines = batch.lines))]
 pub async fn store(db: &PgPool, batch: &Batch) -> anyhow::Result<u64> {
-    if batch.lines == 0 {
-        return Ok(0);
-    }
+    let Some((earliest, latest)) = batch.span else { return Ok(0) };
     partitions::ensure(db, &batch.days).await?;
-    let mut conn = db.acquire().await.context("no database connection for COPY")?;
-    let mut copy = conn.copy_in_raw(COPY_STATEMENT).await.context("cannot start COPY into log_lines")?;
-    if let Err(error) = copy.send(batch.copy_text.as_slice()).await {
+    let mut tx = db.begin().await.context("no database connection for COPY")?;
+    let count = i64::try_from(batch.lines).context("too many lines")?;
+    let ids: Vec<i64> = sqlx::query_scalar!(
+        r#"SELECT nextval(pg_get_serial_sequence('log_lines', 'id')) AS "id!" FROM generate_series(1, $1::bigint)"#,
+        count
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .context("cannot draw ids for the log lines")?;
+    let rows = with_ids(&batch.copy_text, &ids);
+    let mut copy = tx.copy_in_raw(COPY_STATEMENT).await.context("cannot start COPY into log_lines")?;
+    if let Err(error) = copy.send(rows.as_slice()).await {
         // Best effort: the connection is closed if abort fails too.
         let _ = copy.abort("the client side failed").await;
         return Err(anyhow::Error::new(error).context("COPY into log_lines failed"));
     }
-    copy.finish().await.context("COPY into log_lines failed")
+    let stored = copy.finish().await.context("COPY into log_lines failed")?;
+    super::tail::hub::announce(&mut tx, earliest, latest, &ids).await?;
+    tx.commit().await.context("could not commit the log lines")?;
+    Ok(stored)
+}
+
+/// Appends `\t<id>` to each COPY row. Newlines inside values are escaped (`\n`), so every
+/// raw newline ends a row.
+fn with_ids(copy_text: &[u8], ids: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(copy_text.len() + ids.len() * 12);
+    let rows = copy_text.split(|b| *b == b'\n').filter(|row| !row.is_empty());
+    for (row, id) in rows.zip(ids) {
+        out.extend_from_slice(row);
+        out.push(b'\t');
+        out.extend_from_slice(id.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 pub mod ingest;
 pub mod partitions;
 pub mod search;
+pub mod tail;
+pub mod trace;
 
 use app::model::logs::{LineError, LogLevel, LogLineIn, LogPage, LogsAccepted, LogsRejected};
 use axum::{
@@ -26,7 +28,7 @@ use crate::{
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(search_logs, ingest_logs))
+    OpenApiRouter::new().routes(routes!(search_logs, ingest_logs)).merge(tail::routes()).merge(trace::routes())
 }
 
 /// How many bad lines a refusal lists (the detail gives the full count).
@@ -155,7 +157,7 @@ async fn search_logs(
 
 /// A text filter: empty means "not given"; a NUL can't be in any stored value (and PostgreSQL
 /// refuses it in a parameter), so it is refused here rather than failing in the query.
-fn text_param(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn text_param(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {
         Some(value) if value.contains('\0') => Err(ApiError::BadRequest(format!("{name}: contains a NUL character"))),
         Some(value) if value.is_empty() => Ok(None),

@@ -42,19 +42,20 @@ impl Cursor {
     }
 }
 
-struct Row {
-    id: i64,
-    at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    level: i16,
-    message: String,
-    cluster: Option<String>,
-    node: Option<String>,
-    service: Option<String>,
-    instance: Option<String>,
-    component: Option<String>,
-    trace_id: Option<String>,
-    fields: serde_json::Value,
+/// A stored line as queried (shared with the live tail and the trace view).
+pub(crate) struct Row {
+    pub(crate) id: i64,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) level: i16,
+    pub(crate) message: String,
+    pub(crate) cluster: Option<String>,
+    pub(crate) node: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) instance: Option<String>,
+    pub(crate) component: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) fields: serde_json::Value,
 }
 
 /// Up to `limit` lines older than `before`, newest first, and the cursor of the next page.

@@ -44,9 +44,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(buffer_points: usize) -> Self {
+    /// `collectors`: other features' gauges and counters for `/metrics`, read at scrape time.
+    pub fn new(buffer_points: usize, collectors: Vec<Box<dyn prometheus_client::collector::Collector>>) -> Self {
         let buffer = Arc::new(Buffer::new(buffer_points));
-        Self { own: OwnMetrics::new(buffer.clone()), buffer, tags: Arc::default() }
+        Self { own: OwnMetrics::new(buffer.clone(), collectors), buffer, tags: Arc::default() }
     }
 }
 

@@ -55,7 +55,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl OwnMetrics {
-    pub fn new(buffer: Arc<Buffer>) -> Self {
+    pub fn new(buffer: Arc<Buffer>, collectors: Vec<Box<dyn Collector>>) -> Self {
         let mut registry = Registry::with_prefix("opsdeck");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = LatencyFamily::new_with_constructor(latency_histogram);
@@ -71,6 +71,7 @@ impl OwnMetrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(BufferCollector(buffer)));
+        collectors.into_iter().for_each(|collector| registry.register_collector(collector));
         Self { registry: Arc::new(registry), requests, latency }
     }
 

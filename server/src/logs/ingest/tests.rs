@@ -91,3 +91,9 @@ fn a_batch_over_the_line_limit_is_refused_at_the_first_line_too_many() {
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].line, MAX_LINES + 1);
 }
+
+#[test]
+fn each_copy_row_gets_its_drawn_id_as_the_last_column() {
+    let rows = with_ids(b"a\\nb\tx\nc\n", &[7, 8]);
+    assert_eq!(String::from_utf8(rows).expect("utf-8"), "a\\nb\tx\t7\nc\t8\n");
+}
