@@ -13,4 +13,5 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod tail;
 mod topology;

@@ -199,9 +199,11 @@ impl LogTailHub {
     }
 }
 
-/// Reads an announced batch's lines, in ingest (id) order.
+/// Reads an announced batch's lines, in ingest (id) order. The time range is widened by a
+/// millisecond each way: senders may give nanoseconds, which PostgreSQL rounds to microseconds.
 async fn read_back(db: &PgPool, announcement: &Announcement) -> sqlx::Result<Vec<LogLine>> {
     let ids: Vec<i64> = announcement.ids.iter().flat_map(|&(low, high)| low..=high).collect();
+    let margin = chrono::Duration::milliseconds(1);
     let rows = sqlx::query_as!(
         super::super::search::Row,
         r#"SELECT id AS "id!", at, received_at, level, message, cluster, node, service, instance, component,
@@ -209,8 +211,8 @@ async fn read_back(db: &PgPool, announcement: &Announcement) -> sqlx::Result<Vec
            FROM log_lines
            WHERE at >= $1 AND at <= $2 AND id = ANY($3)
            ORDER BY id"#,
-        announcement.from,
-        announcement.to,
+        announcement.from - margin,
+        announcement.to + margin,
         &ids,
     )
     .fetch_all(db)
