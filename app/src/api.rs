@@ -15,6 +15,8 @@ use crate::model::{
     audit::{AuditFilter, AuditPage},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
+    logs::{LogPage, LogQuery},
+    trace::TraceView,
 };
 
 /// What a page shows when a server function fails.
@@ -83,6 +85,18 @@ pub async fn get_topology() -> Result<TopologyView, UiError> {
 #[server(prefix = "/_fn")]
 pub async fn get_service_detail(service: String) -> Result<ServiceDetail, UiError> {
     Ok(backend()?.service_detail(service).await?)
+}
+
+/// A page of the log search (the logs page).
+#[server(prefix = "/_fn")]
+pub async fn get_logs(query: LogQuery) -> Result<LogPage, UiError> {
+    Ok(backend()?.logs(query).await?)
+}
+
+/// One trace: its lines, spans and hops (the trace page).
+#[server(prefix = "/_fn")]
+pub async fn get_trace(trace_id: String) -> Result<TraceView, UiError> {
+    Ok(backend()?.trace(trace_id).await?)
 }
 
 #[server(prefix = "/_fn")]

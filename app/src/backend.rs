@@ -8,6 +8,8 @@ use crate::model::{
     audit::{AuditFilter, AuditPage},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
+    logs::{LogPage, LogQuery},
+    trace::TraceView,
 };
 
 /// A refusal or failure, already worded for the person in front of the page.
@@ -39,6 +41,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One service in depth (needs read).
     fn service_detail(&self, service: String) -> BoxFuture<'_, BackendResult<ServiceDetail>>;
+
+    /// A page of log lines, newest first, with counts by level on the first page (needs read).
+    fn logs(&self, query: LogQuery) -> BoxFuture<'_, BackendResult<LogPage>>;
+
+    /// Every line of a trace and the path it took (needs read).
+    fn trace(&self, trace_id: String) -> BoxFuture<'_, BackendResult<TraceView>>;
 
     /// Users and tokens (need admin).
     fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>>;

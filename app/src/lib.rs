@@ -26,10 +26,12 @@ use crate::pages::{
     admin::AdminPage,
     audit::AuditPage,
     login::LoginPage,
+    logs::LogsPage,
     not_found::NotFound,
     overview::OverviewPage,
     services::{ServicePage, ServicesPage},
     topology::TopologyPage,
+    trace::TracePage,
 };
 
 /// The HTML document around the app: rendered once per request on the server.
@@ -66,6 +68,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("topology") view=TopologyPage />
                     <Route path=StaticSegment("services") view=ServicesPage />
                     <Route path=(StaticSegment("services"), ParamSegment("name")) view=ServicePage />
+                    <Route path=StaticSegment("logs") view=LogsPage />
+                    <Route path=(StaticSegment("traces"), ParamSegment("trace_id")) view=TracePage />
                     <Route path=StaticSegment("audit") view=AuditPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>

@@ -14,6 +14,8 @@ use app::{
         identity::{
             CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
         },
+        logs::{LogPage, LogQuery},
+        trace::TraceView,
     },
 };
 use axum::{
@@ -122,6 +124,24 @@ impl Backend for ServerBackend {
             self.allowed(&parts, Scope::Read, None).await?;
             let (db, influx, last) = (&self.state.db, &self.state.influx, self.state.events.last_id());
             crate::topology::detail::load(db, influx, &service, last).await.map_err(refused)
+        })
+    }
+
+    fn logs(&self, query: LogQuery) -> BoxFuture<'_, BackendResult<LogPage>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            crate::logs::search_for_page(&self.state.db, query).await.map_err(refused)
+        })
+    }
+
+    fn trace(&self, trace_id: String) -> BoxFuture<'_, BackendResult<TraceView>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            crate::logs::trace::load(&self.state, &trace_id).await.map_err(refused)
         })
     }
 

@@ -4,6 +4,8 @@ pub mod admin;
 pub mod audit_log;
 pub mod event_feed;
 pub mod live;
+pub mod log_line;
+pub mod log_tail;
 pub mod readiness;
 pub mod shell;
 pub mod status;

@@ -163,6 +163,103 @@ pub struct LogPage {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// How far back the logs page searches (relative, so a shared link stays useful).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogRange {
+    #[serde(rename = "15m")]
+    Minutes15,
+    #[default]
+    #[serde(rename = "1h")]
+    Hour1,
+    #[serde(rename = "6h")]
+    Hours6,
+    #[serde(rename = "24h")]
+    Hours24,
+    #[serde(rename = "7d")]
+    Days7,
+}
+
+impl LogRange {
+    pub const ALL: [LogRange; 5] =
+        [LogRange::Minutes15, LogRange::Hour1, LogRange::Hours6, LogRange::Hours24, LogRange::Days7];
+
+    /// The URL value: `15m`, `1h`, `6h`, `24h`, `7d`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogRange::Minutes15 => "15m",
+            LogRange::Hour1 => "1h",
+            LogRange::Hours6 => "6h",
+            LogRange::Hours24 => "24h",
+            LogRange::Days7 => "7d",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LogRange::Minutes15 => "last 15 min",
+            LogRange::Hour1 => "last hour",
+            LogRange::Hours6 => "last 6 h",
+            LogRange::Hours24 => "last 24 h",
+            LogRange::Days7 => "last 7 days",
+        }
+    }
+
+    pub fn duration(self) -> chrono::Duration {
+        match self {
+            LogRange::Minutes15 => chrono::Duration::minutes(15),
+            LogRange::Hour1 => chrono::Duration::hours(1),
+            LogRange::Hours6 => chrono::Duration::hours(6),
+            LogRange::Hours24 => chrono::Duration::hours(24),
+            LogRange::Days7 => chrono::Duration::days(7),
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|range| range.as_str() == value)
+            .ok_or_else(|| format!("range: {value:?} is not one of 15m, 1h, 6h, 24h, 7d"))
+    }
+}
+
+/// A search as the logs page asks for it (the page's URL query, parsed).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogQuery {
+    pub range: LogRange,
+    pub level: Option<LogLevel>,
+    pub cluster: Option<String>,
+    pub node: Option<String>,
+    pub service: Option<String>,
+    pub instance: Option<String>,
+    pub trace_id: Option<String>,
+    pub q: Option<String>,
+    /// The cursor of the previous page (`LogPage::next`).
+    pub before: Option<String>,
+}
+
+impl LogQuery {
+    /// The filters the live tail shares with search, as URL query pairs (empty ones left out).
+    pub fn tail_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(level) = self.level {
+            pairs.push(("level", level.as_str().to_owned()));
+        }
+        for (key, value) in [
+            ("cluster", &self.cluster),
+            ("node", &self.node),
+            ("service", &self.service),
+            ("instance", &self.instance),
+            ("trace_id", &self.trace_id),
+            ("q", &self.q),
+        ] {
+            if let Some(value) = value {
+                pairs.push((key, value.clone()));
+            }
+        }
+        pairs
+    }
+}
+
 /// The live tail's `heartbeat` event: the stream is alive, and whether this server is
 /// receiving new lines right now (false while its PostgreSQL listener reconnects).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

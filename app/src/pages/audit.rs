@@ -225,7 +225,7 @@ fn audit_href<'q>(query: impl IntoIterator<Item = (&'q str, &'q str)>, before: O
 
 /// Percent-encodes all but RFC 3986's unreserved characters; the same on the server and in
 /// the browser, so links hydrate unchanged.
-fn percent_encode(value: &str) -> String {
+pub(crate) fn percent_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod audit;
 pub mod login;
+pub mod logs;
 pub mod not_found;
 pub mod overview;
 pub mod services;
 pub mod topology;
+pub mod trace;

@@ -126,21 +126,8 @@ async fn search_logs(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<LogPage>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit: {limit} is not between 1 and {MAX_LIMIT}")));
-    }
-    let before = match params.before.as_deref() {
-        None => None,
-        Some(text) => Some(search::Cursor::decode(text).ok_or_else(|| {
-            ApiError::BadRequest("before: not a cursor; pass the `next` value of a previous page".to_owned())
-        })?),
-    };
-    let since = params.since.unwrap_or_else(|| Utc::now() - DEFAULT_SPAN);
-    if params.until.is_some_and(|until| until <= since) {
-        return Err(ApiError::BadRequest("until: must be later than since".to_owned()));
-    }
     let filter = search::Filter {
-        since,
+        since: params.since.unwrap_or_else(|| Utc::now() - DEFAULT_SPAN),
         until: params.until,
         level: params.level.unwrap_or(LogLevel::Debug),
         cluster: text_param("cluster", params.cluster)?,
@@ -150,9 +137,47 @@ async fn search_logs(
         trace_id: text_param("trace_id", params.trace_id)?,
         q: text_param("q", params.q)?.filter(|q| !q.trim().is_empty()),
     };
-    let (lines, next) = search::page(&state.db, &filter, before, limit).await?;
-    let counts = if before.is_none() { Some(search::counts(&state.db, &filter).await?) } else { None };
-    Ok(Json(LogPage { lines, next: next.map(|c| c.encode()), counts, since, until: filter.until }))
+    Ok(Json(run_search(&state.db, filter, params.before.as_deref(), limit).await?))
+}
+
+/// The logs page's search: the same as the API's, with the range relative to now.
+pub async fn search_for_page(db: &sqlx::PgPool, query: app::model::logs::LogQuery) -> Result<LogPage, ApiError> {
+    let filter = search::Filter {
+        since: Utc::now() - query.range.duration(),
+        until: None,
+        level: query.level.unwrap_or(LogLevel::Debug),
+        cluster: text_param("cluster", query.cluster)?,
+        node: text_param("node", query.node)?,
+        service: text_param("service", query.service)?,
+        instance: text_param("instance", query.instance)?,
+        trace_id: text_param("trace_id", query.trace_id)?,
+        q: text_param("q", query.q)?.filter(|q| !q.trim().is_empty()),
+    };
+    run_search(db, filter, query.before.as_deref(), DEFAULT_LIMIT).await
+}
+
+/// Checks the page size, cursor and range, then reads a page (and the counts on the first).
+async fn run_search(
+    db: &sqlx::PgPool,
+    filter: search::Filter,
+    before: Option<&str>,
+    limit: u32,
+) -> Result<LogPage, ApiError> {
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit: {limit} is not between 1 and {MAX_LIMIT}")));
+    }
+    let before = match before {
+        None => None,
+        Some(text) => Some(search::Cursor::decode(text).ok_or_else(|| {
+            ApiError::BadRequest("before: not a cursor; pass the `next` value of a previous page".to_owned())
+        })?),
+    };
+    if filter.until.is_some_and(|until| until <= filter.since) {
+        return Err(ApiError::BadRequest("until: must be later than since".to_owned()));
+    }
+    let (lines, next) = search::page(db, &filter, before, limit).await?;
+    let counts = if before.is_none() { Some(search::counts(db, &filter).await?) } else { None };
+    Ok(LogPage { lines, next: next.map(|c| c.encode()), counts, since: filter.since, until: filter.until })
 }
 
 /// A text filter: empty means "not given"; a NUL can't be in any stored value (and PostgreSQL
