@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod logs;
 mod overview;
 mod topology;
 
