@@ -16,7 +16,9 @@ use crate::model::logs::LogLine;
 /// Most lines the view keeps (and most held while paused).
 pub const KEEP_LINES: usize = 1000;
 
-/// Something in the tail's list.
+/// Something in the tail's list. Nearly every item is a line, so boxing the large variant
+/// would only add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum TailItem {
     Line {
