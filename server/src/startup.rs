@@ -42,6 +42,7 @@ impl Application {
         let listener = TcpListener::bind(settings.http.listen).await.with_context(|| {
             format!("cannot listen on {} (--listen / OPSDECK_LISTEN): is the port taken?", settings.http.listen)
         })?;
+        let metrics = crate::metrics::Metrics::new(settings.metrics.buffer_points as usize);
         let state = AppState {
             db,
             influx,
@@ -49,8 +50,8 @@ impl Application {
             auth: std::sync::Arc::new(settings.auth.clone()),
             logs: std::sync::Arc::new(settings.logs.clone()),
             round_robin: std::sync::Arc::default(),
-            events: crate::events::EventHub::default(),
-            metrics: crate::metrics::Metrics::new(settings.metrics.buffer_points as usize),
+            events: crate::events::EventHub::new(metrics.own.workers.event_delivery.clone()),
+            metrics,
             stopping: tokio_util::sync::CancellationToken::new(),
         };
         let router = crate::http::router(state.clone(), &settings.http);
@@ -80,6 +81,7 @@ impl Application {
                 self.state.db.clone(),
                 self.state.influx.clone(),
                 self.state.events.clone(),
+                self.state.metrics.own.workers.checker.clone(),
             )),
             tokio::spawn(crate::logs::partitions::run(self.state.db.clone(), self.state.logs.retention)),
         ];

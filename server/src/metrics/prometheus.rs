@@ -27,7 +27,7 @@ use prometheus_client::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::Buffer;
+use super::{Buffer, workers::WorkerMetrics};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +45,8 @@ type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 #[derive(Debug, Clone)]
 pub struct OwnMetrics {
     registry: Arc<Registry>,
+    /// The background workers' instruments (they hold clones).
+    pub workers: WorkerMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
 }
@@ -71,7 +73,8 @@ impl OwnMetrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(BufferCollector(buffer)));
-        Self { registry: Arc::new(registry), requests, latency }
+        let workers = WorkerMetrics::new(&mut registry);
+        Self { registry: Arc::new(registry), workers, requests, latency }
     }
 
     fn observe(&self, labels: RequestLabels, started: Instant) {

@@ -340,3 +340,41 @@ async fn own_metrics_are_served_in_the_prometheus_text_format_and_move() {
     assert_eq!(after[ingest_count], 1.0, "the ingest request is timed under its route pattern");
     assert_eq!(after["opsdeck_metrics_buffer_points"], 0.0);
 }
+
+#[tokio::test]
+async fn the_health_checkers_lag_and_the_event_delivery_lag_are_exposed_for_prometheus() {
+    let sender = Sender::new(TestApp::spawn().await).await;
+    let target = testkit::TargetServer::start().await;
+    sqlx::query(
+        "INSERT INTO services (name, check_interval_ms, check_timeout_ms, fall, rise) VALUES ('web', 500, 300, 1, 1)",
+    )
+    .execute(&sender.app.db)
+    .await
+    .expect("quick checks");
+    let registered = sender
+        .app
+        .http
+        .post(sender.app.url("/api/v1/instances"))
+        .bearer_auth(&sender.ingest)
+        .json(&json!({"service": "web", "version": "v1", "cluster": "c", "node": "n", "host": "127.0.0.1", "port": target.port}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(registered.status(), 201);
+    let samples =
+        wait_until("two probes and the registration's event to be counted", Duration::from_secs(20), || async {
+            let text = sender.app.get("/metrics").await.text().await.ok()?;
+            let samples = parse_exposition(&text);
+            let probes = samples.get(r#"opsdeck_checker_probes_total{outcome="up"}"#).copied().unwrap_or(0.0);
+            let events = samples.get("opsdeck_event_delivery_lag_seconds_count").copied().unwrap_or(0.0);
+            (probes >= 2.0 && events >= 1.0).then_some(samples)
+        })
+        .await;
+    assert_eq!(samples["opsdeck_checker_leader"], 1.0, "the only replica leads the checks");
+    assert_eq!(samples["opsdeck_checker_targets"], 1.0);
+    assert!(
+        samples["opsdeck_checker_probe_lateness_seconds_count"] >= 2.0,
+        "every started probe's lateness is observed"
+    );
+    assert!(samples["opsdeck_event_delivery_lag_seconds_sum"] >= 0.0);
+}
