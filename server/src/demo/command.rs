@@ -9,7 +9,7 @@ use app::model::identity::{NewToken, Scope};
 use super::{
     DemoSettings,
     fleet::{Fleet, Launch, MemberStatus, ProcessState},
-    plan::FleetPlan,
+    plan::{FleetPlan, MemberKind},
 };
 use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, startup::Application};
 
@@ -52,8 +52,15 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         token,
         log_format,
     };
+    let traffic_targets = if settings.traffic_targets.is_empty() {
+        entry_points(&plan)
+    } else {
+        settings.traffic_targets.clone()
+    };
     let fleet = Arc::new(Fleet::new(launch, plan)?);
     let started = fleet.start_all().await;
+    let stop_traffic = tokio_util::sync::CancellationToken::new();
+    let traffic = tokio::spawn(super::traffic::run(traffic_targets, settings.traffic_rps, stop_traffic.clone()));
     let (stop_control, control_stop) = tokio::sync::oneshot::channel::<()>();
     let mut control_task = tokio::spawn(super::control::serve(control_listener, fleet.clone(), async move {
         let _ = control_stop.await;
@@ -66,7 +73,9 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         ended = &mut dashboard_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the dashboard stopped by itself"))),
         ended = &mut control_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the control API stopped by itself"))),
     };
-    tracing::info!("stopping the demo fleet (each service deregisters), then the dashboard");
+    tracing::info!("stopping the demo traffic and fleet (each service deregisters), then the dashboard");
+    stop_traffic.cancel();
+    let _ = traffic.await;
     fleet.stop_all().await;
     let (actor, context) = (Actor::system("opsdeck demo"), RequestContext::default());
     if let Err(error) = crate::auth::tokens::revoke(&db, token_id, &actor, &context).await {
@@ -134,9 +143,23 @@ async fn tune_checks(db: &sqlx::PgPool, dashboard_url: &str, plan: &FleetPlan) -
     outcome
 }
 
-/// The token the fleet registers with: ingest only, expiring by itself, revoked when the demo stops.
+/// `GET /checkout` on every instance of the entry service: where the load generator sends.
+fn entry_points(plan: &FleetPlan) -> Vec<url::Url> {
+    plan.instances
+        .iter()
+        .filter(|i| i.kind == MemberKind::Service && i.service == super::plan::ENTRY_SERVICE)
+        .filter_map(|i| url::Url::parse(&format!("http://{}{}", i.address, super::work::CHECKOUT_PATH)).ok())
+        .collect()
+}
+
+/// The token the fleet uses: *ingest* to register, heartbeat and send logs and metrics, *read*
+/// to find each other through discovery; expiring by itself, revoked when the demo stops.
 async fn create_token(db: &sqlx::PgPool) -> anyhow::Result<(i64, String)> {
-    let request = NewToken { name: "opsdeck demo fleet".into(), scopes: vec![Scope::Ingest], expires_in_days: Some(1) };
+    let request = NewToken {
+        name: "opsdeck demo fleet".into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        expires_in_days: Some(1),
+    };
     let created = crate::auth::tokens::create(db, &request, &Actor::system("opsdeck demo"), &RequestContext::default())
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the demo fleet's ingest token: {error}"))?;

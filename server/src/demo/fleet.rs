@@ -118,7 +118,8 @@ impl Fleet {
                 .arg("demo-service")
                 .args(["--service", &spec.service, "--service-version", &spec.version])
                 .args(["--cluster", &spec.cluster, "--node", &spec.node])
-                .args(["--listen", &spec.address.to_string()]),
+                .args(["--listen", &spec.address.to_string()])
+                .args(super::plan::callee_of(&spec.service).iter().flat_map(|callee| ["--calls", callee])),
             MemberKind::Agent => command.arg("agent").args(["--cluster", &spec.cluster, "--node", &spec.node]).args([
                 "--address",
                 &spec.address.ip().to_string(),

@@ -9,11 +9,17 @@
 
 pub mod command;
 pub mod control;
+pub mod downstream;
 pub mod fleet;
 pub mod mode;
+pub mod outbox;
 pub mod plan;
 pub mod registrar;
 pub mod service;
+pub mod telemetry;
+pub mod trace;
+pub mod traffic;
+pub mod work;
 
 use std::net::SocketAddr;
 
@@ -44,6 +50,26 @@ pub struct DemoSettings {
     /// First port of the demo services: service n (web 0, api 1, payments 2), version m (v1 0, v2 1) listens on base + 10·n + m.
     #[arg(long = "service-port-base", env = "OPSDECK_DEMO_SERVICE_PORT_BASE", default_value_t = 8100, value_parser = clap::value_parser!(u16).range(1024..=65000), help_heading = "Demo")]
     pub service_port_base: u16,
+
+    /// Requests per second the demo's load generator sends to each target (`GET /checkout` on
+    /// every web instance unless `--traffic-target` says otherwise); 0 turns it off.
+    #[arg(long = "traffic-rps", env = "OPSDECK_DEMO_TRAFFIC_RPS", default_value_t = 2.0, value_parser = parse_rps, help_heading = "Demo")]
+    pub traffic_rps: f64,
+
+    /// Where the load generator sends its requests (repeatable), instead of the web instances,
+    /// e.g. a router in front of them: `--traffic-target http://127.0.0.1:8080/checkout`.
+    #[arg(long = "traffic-target", env = "OPSDECK_DEMO_TRAFFIC_TARGETS", value_delimiter = ',', help_heading = "Demo")]
+    pub traffic_targets: Vec<url::Url>,
+}
+
+/// A request rate between 0 (off) and 100 per second.
+fn parse_rps(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of requests per second"))?;
+    if (0.0..=100.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is outside 0 (off) to 100 requests per second"))
+    }
 }
 
 /// The shape of the demo fleet.

@@ -20,6 +20,15 @@ const PLACEMENT: [(u16, u16, &[u8]); 6] =
 /// node gets an address of its own without any set-up.
 const CLUSTERS: [(&str, u8); 2] = [("east", 1), ("west", 2)];
 const NODES_PER_CLUSTER: u8 = 3;
+/// Who calls whom on `GET /checkout`: web → api → payments.
+const CALLS: [(&str, &str); 2] = [("web", "api"), ("api", "payments")];
+/// The service the load generator sends traffic to: the entry of the call chain.
+pub const ENTRY_SERVICE: &str = "web";
+
+/// The service `service` calls on each request, if any.
+pub fn callee_of(service: &str) -> Option<&'static str> {
+    CALLS.iter().find(|(caller, _)| *caller == service).map(|(_, callee)| *callee)
+}
 
 /// What a fleet member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -145,6 +154,13 @@ mod tests {
         assert_eq!(east_1.address, "127.0.1.1:8100".parse().expect("address"));
         let payments = plan.instances.iter().find(|i| i.id == "payments-v2@west-2").expect("payments v2 on west-2");
         assert_eq!(payments.address, "127.0.2.2:8121".parse().expect("address"));
+    }
+
+    #[test]
+    fn web_calls_api_which_calls_payments_which_calls_nobody() {
+        let chain: Vec<_> = SERVICES.iter().map(|s| callee_of(s)).collect();
+        assert_eq!(chain, [Some("api"), Some("payments"), None]);
+        assert_eq!(callee_of("search"), None);
     }
 
     #[test]
