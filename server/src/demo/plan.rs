@@ -25,10 +25,6 @@ const CALLS: [(&str, &str); 2] = [("web", "api"), ("api", "payments")];
 /// The service the load generator sends traffic to: the entry of the call chain.
 pub const ENTRY_SERVICE: &str = "web";
 
-/// The service `service` calls on each request, if any.
-pub fn callee_of(service: &str) -> Option<&'static str> {
-    CALLS.iter().find(|(caller, _)| *caller == service).map(|(_, callee)| *callee)
-}
 
 /// What a fleet member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,6 +59,17 @@ pub struct FleetPlan {
 }
 
 impl FleetPlan {
+    /// Which service each service of this fleet calls, leaving out callees it doesn't run (the
+    /// small fleet has only web, whose requests then stay within web).
+    pub fn callees(&self) -> std::collections::HashMap<String, String> {
+        let runs = |service: &str| self.instances.iter().any(|i| i.kind == MemberKind::Service && i.service == service);
+        CALLS
+            .iter()
+            .filter(|(caller, callee)| runs(caller) && runs(callee))
+            .map(|(caller, callee)| ((*caller).to_owned(), (*callee).to_owned()))
+            .collect()
+    }
+
     /// The fleet of this size, with ports from `port_base` (fixed per service and version, so a
     /// restarted instance comes back at the same address).
     pub fn new(size: FleetSize, port_base: u16) -> Self {
@@ -157,10 +164,12 @@ mod tests {
     }
 
     #[test]
-    fn web_calls_api_which_calls_payments_which_calls_nobody() {
-        let chain: Vec<_> = SERVICES.iter().map(|s| callee_of(s)).collect();
-        assert_eq!(chain, [Some("api"), Some("payments"), None]);
-        assert_eq!(callee_of("search"), None);
+    fn in_the_full_fleet_web_calls_api_which_calls_payments_and_in_the_small_one_nobody_is_called() {
+        let full = FleetPlan::new(FleetSize::Full, 8100).callees();
+        let mut chain: Vec<_> = full.iter().map(|(caller, callee)| format!("{caller} → {callee}")).collect();
+        chain.sort();
+        assert_eq!(chain, ["api → payments", "web → api"]);
+        assert!(FleetPlan::new(FleetSize::Small, 8100).callees().is_empty(), "the small fleet runs only web");
     }
 
     #[test]

@@ -257,7 +257,7 @@ mod tests {
         let (head, _timestamp) = line.rsplit_once(' ').expect("has a timestamp");
         assert_eq!(
             head,
-            "http_requests,instance=7d0c2b1e,service=web,version=v2,cluster=east,node=east-1,method=GET,status_class=5xx \
+            "http_requests,cluster=east,instance=7d0c2b1e,method=GET,node=east-1,service=web,status_class=5xx,version=v2 \
              latency_ms=12.3,status=503i"
         );
     }

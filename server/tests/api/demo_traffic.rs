@@ -1,0 +1,259 @@
+//! Demo services doing real work on the real stack: web → api → payments, each found through
+//! discovery, carrying one W3C trace across the calls; their log lines reach opsdeck's log
+//! search and their `http_requests` points reach InfluxDB; a failing payments turns into errors
+//! upstream; an unreachable opsdeck never holds up a request.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use opsdeck::influx::Series;
+use serde_json::Value;
+use testkit::wait_until;
+
+use crate::demo::{PATIENCE, Process, Stage, set_mode};
+
+/// Send telemetry often, so the tests don't wait on the default 1 s.
+const QUICK_TELEMETRY: [&str; 2] = ["--telemetry-every", "100ms"];
+
+/// The three services of the demo's call chain, each registered and healthy.
+struct Chain {
+    stage: Stage,
+    /// (service, process, port, instance id), in call order: web, api, payments.
+    services: Vec<(&'static str, Process, u16, String)>,
+}
+
+impl Chain {
+    async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(extra: &[&str]) -> Self {
+        let stage = Stage::new().await;
+        let mut services = Vec::new();
+        for (service, callee) in [("payments", None), ("api", Some("payments")), ("web", Some("api"))] {
+            let mut args: Vec<&str> = QUICK_TELEMETRY.to_vec();
+            args.extend(extra);
+            if let Some(callee) = callee {
+                args.extend(["--calls", callee]);
+            }
+            let (process, port) = stage.service_with(service, &args);
+            let instance = stage.registered(service, port, &process).await;
+            let id = instance["id"].as_str().expect("an instance id").to_owned();
+            services.insert(0, (service, process, port, id));
+        }
+        // Healthy, so discovery hands them out.
+        for (_, _, port, _) in &services {
+            stage.health(*port, "healthy").await;
+        }
+        Self { stage, services }
+    }
+
+    fn port(&self, service: &str) -> u16 {
+        self.services.iter().find(|s| s.0 == service).map(|s| s.2).expect("a service of the chain")
+    }
+
+    fn instance_id(&self, service: &str) -> &str {
+        self.services.iter().find(|s| s.0 == service).map(|s| s.3.as_str()).expect("a service of the chain")
+    }
+
+    fn output(&self) -> String {
+        self.services.iter().map(|(name, p, _, _)| format!("--- {name}:\n{}", p.output())).collect::<Vec<_>>().join("\n")
+    }
+
+    /// The log lines of a trace, oldest first, once `ready` says they are all there.
+    async fn trace_lines(&self, trace_id: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        wait_until(what, PATIENCE, || async {
+            let response = self
+                .stage
+                .app
+                .http
+                .get(self.stage.app.url(&format!("/api/v1/logs?trace_id={trace_id}&limit=1000")))
+                .bearer_auth(&self.stage.reader)
+                .send()
+                .await
+                .ok()?;
+            let page: Value = response.json().await.ok()?;
+            let mut lines = page["lines"].as_array()?.clone();
+            lines.reverse();
+            ready(&lines).then_some(lines)
+        })
+        .await
+    }
+
+    /// Every `http_requests` series (grouped by all tags), once `ready` says they are all there.
+    async fn request_series(&self, what: &str, ready: impl Fn(&[Series]) -> bool) -> Vec<Series> {
+        wait_until(what, PATIENCE, || async {
+            let results = self.stage.app.influx.query("SELECT * FROM http_requests GROUP BY *").await.ok()?;
+            let series = results.into_iter().next()?.series;
+            ready(&series).then_some(series)
+        })
+        .await
+    }
+}
+
+async fn checkout(port: u16, traceparent: Option<&str>) -> (u16, Value, Option<String>) {
+    let mut request = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/checkout")).timeout(PATIENCE);
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = request.send().await.expect("the demo service answers");
+    let status = response.status().as_u16();
+    let trace_id = response.headers().get("x-trace-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    (status, response.json().await.expect("a JSON answer"), trace_id)
+}
+
+/// The line of `service` and `component` that carries `field` (e.g. the "finished" line has
+/// `duration_ms`).
+fn line<'a>(lines: &'a [Value], service: &str, component: &str, field: &str) -> Option<&'a Value> {
+    lines.iter().find(|l| l["service"] == service && l["component"] == component && !l["fields"][field].is_null())
+}
+
+fn has_line(lines: &[Value], service: &str, component: &str, field: &str) -> bool {
+    line(lines, service, component, field).is_some()
+}
+
+#[tokio::test]
+async fn a_checkout_on_web_leaves_log_lines_from_web_api_and_payments_in_one_trace_with_linked_spans() {
+    let chain = Chain::start().await;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+
+    let (status, answer, trace_header) =
+        checkout(chain.port("web"), Some(&format!("00-{caller_trace}-{caller_span}-01"))).await;
+
+    assert_eq!(status, 200, "{answer}\n{}", chain.output());
+    assert_eq!(trace_header.as_deref(), Some(caller_trace), "the caller's trace is continued");
+    assert_eq!(answer["downstream"]["service"], "api");
+    assert_eq!(answer["downstream"]["downstream"]["service"], "payments", "{answer}");
+    let lines = chain
+        .trace_lines(caller_trace, "finished and call lines of all three services", |lines| {
+            ["web", "api", "payments"].iter().all(|s| has_line(lines, s, "http", "duration_ms"))
+                && ["web", "api"].iter().all(|s| has_line(lines, s, "client", "duration_ms"))
+        })
+        .await;
+    let finished = |service| line(&lines, service, "http", "duration_ms").expect("a finished line");
+    let (web, api, payments) = (finished("web"), finished("api"), finished("payments"));
+    assert_eq!(web["fields"]["parent_span_id"], caller_span, "web's span is a child of the caller's");
+    assert_eq!(api["fields"]["parent_span_id"], web["fields"]["span_id"], "api's span is a child of web's");
+    assert_eq!(payments["fields"]["parent_span_id"], api["fields"]["span_id"], "payments' is a child of api's");
+    let web_call = line(&lines, "web", "client", "duration_ms").expect("web's call line");
+    assert_eq!(web_call["fields"]["span_id"], web["fields"]["span_id"]);
+    assert_eq!((web_call["fields"]["peer_service"].as_str(), web_call["fields"]["status"].as_u64()), (Some("api"), Some(200)));
+    let duration = |line: &Value| line["fields"]["duration_ms"].as_f64().expect("a duration");
+    assert!(duration(web) >= duration(api) && duration(api) >= duration(payments) && duration(payments) > 0.0,
+        "each hop's duration includes the next: {} ≥ {} ≥ {}", duration(web), duration(api), duration(payments));
+    for (service, finished) in [("web", web), ("api", api), ("payments", payments)] {
+        assert_eq!(finished["message"].as_str().map(|m| m.starts_with("GET /checkout 200 in ")), Some(true), "{finished}");
+        assert_eq!(finished["level"], "info");
+        assert_eq!(finished["instance"], chain.instance_id(service), "{finished}");
+        assert_eq!((finished["cluster"].as_str(), finished["node"].as_str()), (Some("east"), Some("east-1")));
+        assert_eq!((finished["fields"]["method"].as_str(), finished["fields"]["path"].as_str()), (Some("GET"), Some("/checkout")));
+        let received = lines.iter().find(|l| l["service"] == service && l["message"] == "GET /checkout received");
+        assert_eq!(received.map(|l| &l["fields"]["span_id"]), Some(&finished["fields"]["span_id"]), "{service} received it");
+    }
+}
+
+#[tokio::test]
+async fn each_handled_request_becomes_an_http_requests_point_tagged_with_service_version_and_instance() {
+    let chain = Chain::start().await;
+
+    for _ in 0..3 {
+        let (status, answer, _) = checkout(chain.port("web"), None).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    let series = chain
+        .request_series("three points from each service", |series| {
+            ["web", "api", "payments"].iter().all(|s| {
+                series.iter().filter(|x| x.tags.get("service").map(String::as_str) == Some(s)).map(|x| x.values.len()).sum::<usize>() >= 3
+            })
+        })
+        .await;
+    for (service, _, _, instance) in &chain.services {
+        let of_service: Vec<&Series> =
+            series.iter().filter(|s| s.tags.get("service").map(String::as_str) == Some(service)).collect();
+        assert_eq!(of_service.len(), 1, "one series per instance, method and class: {of_service:?}");
+        let tags: &BTreeMap<String, String> = &of_service[0].tags;
+        let expected: BTreeMap<String, String> = [
+            ("cluster", "east"), ("instance", instance.as_str()), ("method", "GET"), ("node", "east-1"),
+            ("service", service), ("status_class", "2xx"), ("version", "v1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(tags, &expected);
+        let statuses = of_service[0].f64_column("status").expect("a status field");
+        assert!(statuses.iter().all(|s| *s == Some(200.0)), "{statuses:?}");
+        let latencies = of_service[0].f64_column("latency_ms").expect("a latency field");
+        assert!(latencies.iter().all(|l| l.is_some_and(|ms| ms > 0.0 && ms < 30_000.0)), "{latencies:?}");
+    }
+}
+
+#[tokio::test]
+async fn payments_in_error_mode_makes_web_fail_with_error_lines_naming_the_reason_and_5xx_points() {
+    let chain = Chain::start().await;
+    assert_eq!(set_mode(chain.port("payments"), "error").await.status(), 200);
+
+    let (status, answer, trace_id) = checkout(chain.port("web"), None).await;
+
+    assert_eq!(status, 502, "web reports that api failed: {answer}");
+    let detail = answer["detail"].as_str().expect("a detail");
+    assert!(detail.starts_with("api answered 502") && detail.contains("payments"), "{detail}");
+    let trace_id = trace_id.expect("the trace id header");
+    let lines = chain
+        .trace_lines(&trace_id, "error lines of all three services", |lines| {
+            ["web", "api", "payments"].iter().all(|s| lines.iter().any(|l| l["service"] == *s && l["level"] == "error"))
+        })
+        .await;
+    let errors = |service: &str| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l["service"] == service && l["level"] == "error")
+            .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let failing_on_purpose = "failing on purpose: demo mode is 'error'";
+    assert!(errors("payments").iter().any(|m| m.starts_with("GET /checkout 500 in") && m.contains(failing_on_purpose)),
+        "{:?}", errors("payments"));
+    assert!(errors("api").iter().any(|m| m.starts_with("GET payments /checkout 500") && m.contains(failing_on_purpose)),
+        "api's call line says why payments failed: {:?}", errors("api"));
+    assert!(errors("web").iter().any(|m| m.starts_with("GET /checkout 502 in") && m.contains("api answered 502")),
+        "{:?}", errors("web"));
+    let series = chain
+        .request_series("5xx points from each service", |series| {
+            ["web", "api", "payments"].iter().all(|s| {
+                series.iter().any(|x| x.tags.get("service").map(String::as_str) == Some(s) && x.tags["status_class"] == "5xx")
+            })
+        })
+        .await;
+    let payments = series.iter().find(|s| s.tags["service"] == "payments").expect("payments' series");
+    assert_eq!(payments.f64_column("status").expect("status"), [Some(500.0)]);
+    assert!(series.iter().all(|s| s.tags["status_class"] == "5xx"), "no request succeeded: {series:?}");
+}
+
+#[tokio::test]
+async fn with_opsdeck_down_a_demo_service_keeps_answering_and_counts_the_log_lines_it_drops() {
+    let stage = Stage::new().await;
+    let (payments, port) = stage.service_with("payments", &["--telemetry-buffer", "20", "--telemetry-every", "100ms"]);
+    stage.registered("payments", port, &payments).await;
+    let Stage { app, .. } = stage;
+    app.stop().await.expect("opsdeck stops");
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    let started = tokio::time::Instant::now();
+    for _ in 0..40 {
+        let answer = http.get(format!("http://127.0.0.1:{port}/checkout")).send().await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+    }
+
+    // Each request writes two lines into a buffer of 20: most were dropped, counted, not waited on.
+    assert!(started.elapsed() < Duration::from_secs(5), "40 requests took {:?}", started.elapsed());
+    let hello: Value = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
+    let logs = &hello["telemetry"]["logs"];
+    assert!(logs["queued"].as_u64().is_some_and(|n| n <= 20), "{hello}");
+    assert!(logs["dropped_full"].as_u64().is_some_and(|n| n >= 60), "{hello}");
+    assert!(hello["telemetry"]["metrics"]["dropped_full"].as_u64().is_some_and(|n| n >= 20), "{hello}");
+    wait_until("the service to say it keeps its lines for later", PATIENCE, || async {
+        payments.output().contains("cannot send log lines to opsdeck").then_some(())
+    })
+    .await;
+}
