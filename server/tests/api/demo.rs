@@ -383,6 +383,22 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
     assert_eq!(checks, (2000, 1000, 2, 1));
     node_becomes(&db, "east-1", "healthy").await;
     node_becomes(&db, "east-2", "healthy").await;
+    // The load generator's requests show up as the services' own log lines.
+    wait_until("the demo's traffic to show in the logs", PATIENCE, || async {
+        let served: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM log_lines WHERE service = 'web' AND component = 'http' AND message LIKE 'GET /checkout 200 in %'",
+        )
+        .fetch_one(&db)
+        .await
+        .ok()?;
+        (served > 0).then_some(())
+    })
+    .await;
+    let scopes: Vec<String> = sqlx::query_scalar("SELECT scopes FROM api_tokens WHERE name = 'opsdeck demo fleet'")
+        .fetch_one(&db)
+        .await
+        .expect("the fleet's token");
+    assert_eq!(scopes, ["ingest", "read"], "ingest to register and send, read to discover each other");
     let control = format!("http://127.0.0.1:{control_port}");
     let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("client");
 

@@ -5,9 +5,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use app::model::identity::Scope;
 use opsdeck::influx::Series;
 use serde_json::Value;
-use testkit::wait_until;
+use testkit::{InfluxProcess, TestApp, wait_until};
 
 use crate::demo::{PATIENCE, Process, Stage, set_mode};
 
@@ -256,4 +257,46 @@ async fn with_opsdeck_down_a_demo_service_keeps_answering_and_counts_the_log_lin
         payments.output().contains("cannot send log lines to opsdeck").then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn request_points_refused_with_503_while_influxdb_is_down_are_kept_and_all_arrive_once_it_returns() {
+    let mut influx = InfluxProcess::start().await;
+    let url = influx.url();
+    let app = TestApp::spawn_with(|settings| {
+        settings.influx.url = url;
+        settings.metrics.buffer_points = 100;
+    })
+    .await;
+    let ingest = app.token("demo-fleet", &[Scope::Ingest, Scope::Read]).await;
+    let stage = Stage { reader: app.token("reader", &[Scope::Read]).await, app, ingest };
+    let (payments, port) = stage.service_with("payments", &QUICK_TELEMETRY);
+    stage.registered("payments", port, &payments).await;
+    influx.stop();
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    for _ in 0..150 {
+        let answer = http.get(format!("http://127.0.0.1:{port}/checkout")).send().await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+    }
+
+    // opsdeck holds 100 points for InfluxDB, then refuses with 503 + Retry-After; the service
+    // keeps the rest and retries after the wait.
+    wait_until("opsdeck to refuse points with 503", PATIENCE, || async {
+        payments.output().contains("cannot send request metrics to opsdeck").then_some(())
+    })
+    .await;
+    let output = payments.output();
+    assert!(output.contains("503 Service Unavailable"), "{output}");
+    assert!(output.contains(r#""retry_in_ms":5000"#) || output.contains(r#""retry_in_ms":1000"#), "Retry-After honoured: {output}");
+    influx.resume().await;
+    let count = || async {
+        let results = stage.app.influx.query("SELECT count(status) FROM http_requests").await.ok()?;
+        let series = results.into_iter().next()?.series;
+        series.first()?.f64_column("count")?.first().copied().flatten()
+    };
+    wait_until("all 150 points to arrive", Duration::from_secs(60), || async { (count().await == Some(150.0)).then_some(()) })
+        .await;
+    let hello: Value = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
+    assert_eq!(hello["telemetry"]["metrics"]["dropped_full"], 0, "{hello}");
 }
