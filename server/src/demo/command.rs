@@ -46,21 +46,35 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         );
     }
 
+    let mut services: Vec<String> =
+        plan.instances.iter().filter(|i| i.kind == MemberKind::Service).map(|i| i.service.clone()).collect();
+    services.sort_unstable();
+    services.dedup();
+    let discoverable = until_discoverable(dashboard_url.clone(), token.clone(), services);
     let launch = Launch {
         exe: std::env::current_exe().context("cannot find this program's own path to start the demo services")?,
         opsdeck_url: format!("http://{}", reachable(dashboard)),
         token,
         log_format,
     };
-    let traffic_targets = if settings.traffic_targets.is_empty() {
-        entry_points(&plan)
-    } else {
-        settings.traffic_targets.clone()
-    };
+    let traffic_targets =
+        if settings.traffic_targets.is_empty() { entry_points(&plan) } else { settings.traffic_targets.clone() };
     let fleet = Arc::new(Fleet::new(launch, plan)?);
     let started = fleet.start_all().await;
     let stop_traffic = tokio_util::sync::CancellationToken::new();
-    let traffic = tokio::spawn(super::traffic::run(traffic_targets, settings.traffic_rps, stop_traffic.clone()));
+    let traffic_rps = settings.traffic_rps;
+    let traffic = tokio::spawn({
+        let stop = stop_traffic.clone();
+        async move {
+            // Not before the services can find each other, or the first requests fail only
+            // because the fleet is still starting.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = discoverable => {}
+            }
+            super::traffic::run(traffic_targets, traffic_rps, stop).await;
+        }
+    });
     let (stop_control, control_stop) = tokio::sync::oneshot::channel::<()>();
     let mut control_task = tokio::spawn(super::control::serve(control_listener, fleet.clone(), async move {
         let _ = control_stop.await;
@@ -141,6 +155,36 @@ async fn tune_checks(db: &sqlx::PgPool, dashboard_url: &str, plan: &FleetPlan) -
         tracing::warn!(%error, "could not revoke the demo set-up token; it expires within a day");
     }
     outcome
+}
+
+/// Completes when every service has a healthy instance in discovery (asked through the public
+/// API, with the fleet's token), or after a minute anyway (with a warning).
+async fn until_discoverable(dashboard_url: String, token: String, services: Vec<String>) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+    let Ok(http) = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() else { return };
+    let healthy = |service: String| {
+        let request = http.get(format!("{dashboard_url}/api/v1/discovery/{service}")).bearer_auth(&token);
+        async move {
+            let found: Option<app::model::topology::Discovery> = request.send().await.ok()?.json().await.ok();
+            found.is_some_and(|d| !d.endpoints.is_empty()).then_some(())
+        }
+    };
+    let all_healthy = async {
+        let mut polls = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            polls.tick().await;
+            let mut missing = false;
+            for service in &services {
+                missing = missing || healthy(service.clone()).await.is_none();
+            }
+            if !missing {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(PATIENCE, all_healthy).await.is_err() {
+        tracing::warn!(?services, "not every demo service is healthy after a minute; starting the demo traffic anyway");
+    }
 }
 
 /// `GET /checkout` on every instance of the entry service: where the load generator sends.

@@ -83,7 +83,10 @@ impl CallFailure {
 
     pub fn reason(&self) -> &str {
         match self {
-            CallFailure::NoInstance(r) | CallFailure::Unreachable(r) | CallFailure::TimedOut(r) | CallFailure::Broken(r) => r,
+            CallFailure::NoInstance(r)
+            | CallFailure::Unreachable(r)
+            | CallFailure::TimedOut(r)
+            | CallFailure::Broken(r) => r,
         }
     }
 }
@@ -144,9 +147,11 @@ impl Downstream {
                     endpoint.address,
                     tried.elapsed().as_millis()
                 ))),
-                Err(error) => {
-                    Err(CallFailure::Broken(format!("calling {service} at {} failed: {}", endpoint.address, root_cause(&error))))
-                }
+                Err(error) => Err(CallFailure::Broken(format!(
+                    "calling {service} at {} failed: {}",
+                    endpoint.address,
+                    root_cause(&error)
+                ))),
             };
             attempts.push(Attempt {
                 endpoint,
@@ -199,19 +204,25 @@ impl Downstream {
             .join(service)
             .map_err(|e| CallFailure::NoInstance(format!("{service:?} cannot be part of a discovery URL ({e})")))?;
         let response = self.http.get(url.clone()).bearer_auth(&self.token).send().await.map_err(|error| {
-            CallFailure::NoInstance(format!("cannot look up {service} at opsdeck's discovery ({url}): {}", root_cause(&error)))
+            CallFailure::NoInstance(format!(
+                "cannot look up {service} at opsdeck's discovery ({url}): {}",
+                root_cause(&error)
+            ))
         })?;
         let status = response.status();
         if !status.is_success() {
             let detail: String = response.text().await.unwrap_or_default().chars().take(300).collect();
-            return Err(CallFailure::NoInstance(format!("opsdeck's discovery answered {status} for {service}: {detail}")));
+            return Err(CallFailure::NoInstance(format!(
+                "opsdeck's discovery answered {status} for {service}: {detail}"
+            )));
         }
-        let found: Discovery = response
-            .json()
-            .await
-            .map_err(|e| CallFailure::NoInstance(format!("opsdeck's discovery answer for {service} is unreadable: {e}")))?;
+        let found: Discovery = response.json().await.map_err(|e| {
+            CallFailure::NoInstance(format!("opsdeck's discovery answer for {service} is unreadable: {e}"))
+        })?;
         if found.endpoints.is_empty() {
-            return Err(CallFailure::NoInstance(format!("no healthy instance of {service} (opsdeck's discovery found none)")));
+            return Err(CallFailure::NoInstance(format!(
+                "no healthy instance of {service} (opsdeck's discovery found none)"
+            )));
         }
         self.cache
             .lock()

@@ -155,9 +155,14 @@ impl Outbox {
                         failures = 0;
                         let dropped = self.dropped_full.load(Ordering::Relaxed);
                         if dropped > dropped_reported {
-                            tracing::warn!(what = self.config.what, dropped = dropped - dropped_reported, dropped_total = dropped,
+                            tracing::warn!(
+                                what = self.config.what,
+                                dropped = dropped - dropped_reported,
+                                dropped_total = dropped,
                                 "opsdeck takes {} again; some were dropped while it could not (the buffer holds {})",
-                                self.config.what, self.config.capacity);
+                                self.config.what,
+                                self.config.capacity
+                            );
                             dropped_reported = dropped;
                         }
                     }
@@ -212,7 +217,12 @@ impl Outbox {
         let _ = tokio::time::timeout(grace, flushing).await;
         let left = self.stats().queued;
         if left > 0 {
-            tracing::warn!(what = self.config.what, left, "stopping with {left} {} not sent to opsdeck", self.config.what);
+            tracing::warn!(
+                what = self.config.what,
+                left,
+                "stopping with {left} {} not sent to opsdeck",
+                self.config.what
+            );
         }
     }
 
@@ -226,7 +236,10 @@ impl Outbox {
             .body(body)
             .send()
             .await
-            .map_err(|error| Failure::Retry { reason: format!("cannot reach {}: {error}", self.config.url), after: None })?;
+            .map_err(|error| Failure::Retry {
+                reason: format!("cannot reach {}: {error}", self.config.url),
+                after: None,
+            })?;
         let status = answer.status();
         if status.is_success() {
             self.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);

@@ -25,7 +25,6 @@ const CALLS: [(&str, &str); 2] = [("web", "api"), ("api", "payments")];
 /// The service the load generator sends traffic to: the entry of the call chain.
 pub const ENTRY_SERVICE: &str = "web";
 
-
 /// What a fleet member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -147,7 +147,6 @@ impl ServiceState {
             "instance_id": instance_id,
             "mode": self.mode.get(),
             "calls": self.downstream.as_ref().map(|(callee, _)| callee),
-            "telemetry": self.telemetry.stats(),
         })
     }
 
@@ -236,8 +235,13 @@ async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
     tracing::info!(mode = %args.mode, "demo service listening");
     state.lifecycle(
         LogLevel::Info,
-        format!("{} {} started on {address} (mode {}{})", args.service, args.version, args.mode,
-            args.calls.as_ref().map(|c| format!(", calls {c}")).unwrap_or_default()),
+        format!(
+            "{} {} started on {address} (mode {}{})",
+            args.service,
+            args.version,
+            args.mode,
+            args.calls.as_ref().map(|c| format!(", calls {c}")).unwrap_or_default()
+        ),
         json!({ "address": address.to_string(), "mode": args.mode, "calls": args.calls }),
     );
 
@@ -247,7 +251,9 @@ async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         () = stop_requested(args.stop_when_stdin_closes) => Ok(()),
     };
     match &outcome {
-        Ok(()) => state.lifecycle(LogLevel::Info, "stopping: deregistering, then finishing requests in flight", json!({})),
+        Ok(()) => {
+            state.lifecycle(LogLevel::Info, "stopping: deregistering, then finishing requests in flight", json!({}))
+        }
         Err(error) => state.lifecycle(LogLevel::Fatal, format!("stopping: {error:#}"), json!({})),
     }
     // Deregister before the listener closes, so the checker and discovery drop the instance

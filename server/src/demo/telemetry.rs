@@ -91,7 +91,9 @@ impl Telemetry {
             Ok(settings
                 .opsdeck_url
                 .join(path)
-                .map_err(|e| anyhow::anyhow!("--opsdeck-url {} cannot be joined with {path}: {e}", settings.opsdeck_url))?
+                .map_err(|e| {
+                    anyhow::anyhow!("--opsdeck-url {} cannot be joined with {path}: {e}", settings.opsdeck_url)
+                })?
                 .to_string())
         };
         let config = |what, url, content_type| OutboxConfig {
@@ -157,7 +159,11 @@ impl Telemetry {
             }
         }
         let trace_id = trace.map(|t| t.trace_id.as_str());
-        match level {
+        // The service's own output (the demo's terminal) gets start-up, shutdown and mode lines
+        // at their level; request lines go there only at debug level, or a failing service would
+        // flood the terminal with what opsdeck's log search shows better.
+        let level_here = if component == Component::Lifecycle { level } else { LogLevel::Debug };
+        match level_here {
             LogLevel::Error | LogLevel::Fatal => {
                 tracing::error!(component = component.as_str(), trace_id, fields = %serde_json::Value::Object(fields.clone()), "{message}")
             }
@@ -250,7 +256,8 @@ mod tests {
 
     #[test]
     fn a_request_point_carries_the_contract_tags_and_fields() {
-        let origin = Origin { service: "web".into(), version: "v2".into(), cluster: "east".into(), node: "east-1".into() };
+        let origin =
+            Origin { service: "web".into(), version: "v2".into(), cluster: "east".into(), node: "east-1".into() };
         let line = request_point(&origin, Some("7d0c2b1e"), "GET", 503, Duration::from_micros(12_300))
             .to_line()
             .expect("encodes");

@@ -140,17 +140,26 @@ async fn switched_failure(state: &ServiceState, trace: &TraceContext) -> Option<
     }
 }
 
-/// `GET /`: which instance answered (after the failure switch, like any work).
-pub(crate) async fn hello(State(state): State<Arc<ServiceState>>, Extension(trace): Extension<TraceContext>) -> Response {
+/// `GET /`: which instance answered (after the failure switch, like any work), and how its
+/// logs and metrics are getting to opsdeck (sent, queued, dropped).
+pub(crate) async fn hello(
+    State(state): State<Arc<ServiceState>>,
+    Extension(trace): Extension<TraceContext>,
+) -> Response {
     if let Some(failed) = switched_failure(&state, &trace).await {
         return failed;
     }
-    Json(state.who_am_i()).into_response()
+    let mut answer = state.who_am_i();
+    answer["telemetry"] = json!(state.telemetry.stats());
+    Json(answer).into_response()
 }
 
 /// `GET /checkout`: the demo's work. Calls the next service (if any) with the trace and answers
 /// with the path the request took, or fails as the switch or the callee says.
-pub(crate) async fn checkout(State(state): State<Arc<ServiceState>>, Extension(trace): Extension<TraceContext>) -> Response {
+pub(crate) async fn checkout(
+    State(state): State<Arc<ServiceState>>,
+    Extension(trace): Extension<TraceContext>,
+) -> Response {
     if let Some(failed) = switched_failure(&state, &trace).await {
         return failed;
     }
@@ -167,7 +176,12 @@ pub(crate) async fn checkout(State(state): State<Arc<ServiceState>>, Extension(t
             Json(answer).into_response()
         }
         Ok(reply) => {
-            let why = reply.body.get("detail").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| reply.body.to_string());
+            let why = reply
+                .body
+                .get("detail")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .unwrap_or_else(|| reply.body.to_string());
             let detail = format!("{callee} answered {} ({why})", reply.status.as_u16());
             failed(StatusCode::BAD_GATEWAY, "bad_gateway", detail, &trace, Some(reply.body))
         }

@@ -57,7 +57,11 @@ impl Chain {
     }
 
     fn output(&self) -> String {
-        self.services.iter().map(|(name, p, _, _)| format!("--- {name}:\n{}", p.output())).collect::<Vec<_>>().join("\n")
+        self.services
+            .iter()
+            .map(|(name, p, _, _)| format!("--- {name}:\n{}", p.output()))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The log lines of a trace, oldest first, once `ready` says they are all there.
@@ -138,18 +142,37 @@ async fn a_checkout_on_web_leaves_log_lines_from_web_api_and_payments_in_one_tra
     assert_eq!(payments["fields"]["parent_span_id"], api["fields"]["span_id"], "payments' is a child of api's");
     let web_call = line(&lines, "web", "client", "duration_ms").expect("web's call line");
     assert_eq!(web_call["fields"]["span_id"], web["fields"]["span_id"]);
-    assert_eq!((web_call["fields"]["peer_service"].as_str(), web_call["fields"]["status"].as_u64()), (Some("api"), Some(200)));
+    assert_eq!(
+        (web_call["fields"]["peer_service"].as_str(), web_call["fields"]["status"].as_u64()),
+        (Some("api"), Some(200))
+    );
     let duration = |line: &Value| line["fields"]["duration_ms"].as_f64().expect("a duration");
-    assert!(duration(web) >= duration(api) && duration(api) >= duration(payments) && duration(payments) > 0.0,
-        "each hop's duration includes the next: {} ≥ {} ≥ {}", duration(web), duration(api), duration(payments));
+    assert!(
+        duration(web) >= duration(api) && duration(api) >= duration(payments) && duration(payments) > 0.0,
+        "each hop's duration includes the next: {} ≥ {} ≥ {}",
+        duration(web),
+        duration(api),
+        duration(payments)
+    );
     for (service, finished) in [("web", web), ("api", api), ("payments", payments)] {
-        assert_eq!(finished["message"].as_str().map(|m| m.starts_with("GET /checkout 200 in ")), Some(true), "{finished}");
+        assert_eq!(
+            finished["message"].as_str().map(|m| m.starts_with("GET /checkout 200 in ")),
+            Some(true),
+            "{finished}"
+        );
         assert_eq!(finished["level"], "info");
         assert_eq!(finished["instance"], chain.instance_id(service), "{finished}");
         assert_eq!((finished["cluster"].as_str(), finished["node"].as_str()), (Some("east"), Some("east-1")));
-        assert_eq!((finished["fields"]["method"].as_str(), finished["fields"]["path"].as_str()), (Some("GET"), Some("/checkout")));
+        assert_eq!(
+            (finished["fields"]["method"].as_str(), finished["fields"]["path"].as_str()),
+            (Some("GET"), Some("/checkout"))
+        );
         let received = lines.iter().find(|l| l["service"] == service && l["message"] == "GET /checkout received");
-        assert_eq!(received.map(|l| &l["fields"]["span_id"]), Some(&finished["fields"]["span_id"]), "{service} received it");
+        assert_eq!(
+            received.map(|l| &l["fields"]["span_id"]),
+            Some(&finished["fields"]["span_id"]),
+            "{service} received it"
+        );
     }
 }
 
@@ -165,7 +188,12 @@ async fn each_handled_request_becomes_an_http_requests_point_tagged_with_service
     let series = chain
         .request_series("three points from each service", |series| {
             ["web", "api", "payments"].iter().all(|s| {
-                series.iter().filter(|x| x.tags.get("service").map(String::as_str) == Some(s)).map(|x| x.values.len()).sum::<usize>() >= 3
+                series
+                    .iter()
+                    .filter(|x| x.tags.get("service").map(String::as_str) == Some(s))
+                    .map(|x| x.values.len())
+                    .sum::<usize>()
+                    >= 3
             })
         })
         .await;
@@ -175,8 +203,13 @@ async fn each_handled_request_becomes_an_http_requests_point_tagged_with_service
         assert_eq!(of_service.len(), 1, "one series per instance, method and class: {of_service:?}");
         let tags: &BTreeMap<String, String> = &of_service[0].tags;
         let expected: BTreeMap<String, String> = [
-            ("cluster", "east"), ("instance", instance.as_str()), ("method", "GET"), ("node", "east-1"),
-            ("service", service), ("status_class", "2xx"), ("version", "v1"),
+            ("cluster", "east"),
+            ("instance", instance.as_str()),
+            ("method", "GET"),
+            ("node", "east-1"),
+            ("service", service),
+            ("status_class", "2xx"),
+            ("version", "v1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -213,16 +246,27 @@ async fn payments_in_error_mode_makes_web_fail_with_error_lines_naming_the_reaso
             .collect()
     };
     let failing_on_purpose = "failing on purpose: demo mode is 'error'";
-    assert!(errors("payments").iter().any(|m| m.starts_with("GET /checkout 500 in") && m.contains(failing_on_purpose)),
-        "{:?}", errors("payments"));
-    assert!(errors("api").iter().any(|m| m.starts_with("GET payments /checkout 500") && m.contains(failing_on_purpose)),
-        "api's call line says why payments failed: {:?}", errors("api"));
-    assert!(errors("web").iter().any(|m| m.starts_with("GET /checkout 502 in") && m.contains("api answered 502")),
-        "{:?}", errors("web"));
+    assert!(
+        errors("payments").iter().any(|m| m.starts_with("GET /checkout 500 in") && m.contains(failing_on_purpose)),
+        "{:?}",
+        errors("payments")
+    );
+    assert!(
+        errors("api").iter().any(|m| m.starts_with("GET payments /checkout 500") && m.contains(failing_on_purpose)),
+        "api's call line says why payments failed: {:?}",
+        errors("api")
+    );
+    assert!(
+        errors("web").iter().any(|m| m.starts_with("GET /checkout 502 in") && m.contains("api answered 502")),
+        "{:?}",
+        errors("web")
+    );
     let series = chain
         .request_series("5xx points from each service", |series| {
             ["web", "api", "payments"].iter().all(|s| {
-                series.iter().any(|x| x.tags.get("service").map(String::as_str) == Some(s) && x.tags["status_class"] == "5xx")
+                series
+                    .iter()
+                    .any(|x| x.tags.get("service").map(String::as_str) == Some(s) && x.tags["status_class"] == "5xx")
             })
         })
         .await;
@@ -248,7 +292,8 @@ async fn with_opsdeck_down_a_demo_service_keeps_answering_and_counts_the_log_lin
 
     // Each request writes two lines into a buffer of 20: most were dropped, counted, not waited on.
     assert!(started.elapsed() < Duration::from_secs(5), "40 requests took {:?}", started.elapsed());
-    let hello: Value = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
+    let hello: Value =
+        http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
     let logs = &hello["telemetry"]["logs"];
     assert!(logs["queued"].as_u64().is_some_and(|n| n <= 20), "{hello}");
     assert!(logs["dropped_full"].as_u64().is_some_and(|n| n >= 60), "{hello}");
@@ -288,15 +333,21 @@ async fn request_points_refused_with_503_while_influxdb_is_down_are_kept_and_all
     .await;
     let output = payments.output();
     assert!(output.contains("503 Service Unavailable"), "{output}");
-    assert!(output.contains(r#""retry_in_ms":5000"#) || output.contains(r#""retry_in_ms":1000"#), "Retry-After honoured: {output}");
+    assert!(
+        output.contains(r#""retry_in_ms":5000"#) || output.contains(r#""retry_in_ms":1000"#),
+        "Retry-After honoured: {output}"
+    );
     influx.resume().await;
     let count = || async {
         let results = stage.app.influx.query("SELECT count(status) FROM http_requests").await.ok()?;
         let series = results.into_iter().next()?.series;
         series.first()?.f64_column("count")?.first().copied().flatten()
     };
-    wait_until("all 150 points to arrive", Duration::from_secs(60), || async { (count().await == Some(150.0)).then_some(()) })
-        .await;
-    let hello: Value = http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
+    wait_until("all 150 points to arrive", Duration::from_secs(60), || async {
+        (count().await == Some(150.0)).then_some(())
+    })
+    .await;
+    let hello: Value =
+        http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
     assert_eq!(hello["telemetry"]["metrics"]["dropped_full"], 0, "{hello}");
 }
