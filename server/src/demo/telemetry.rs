@@ -22,6 +22,8 @@ use crate::influx::Point;
 
 /// The measurement of request metrics (shared with the router and the charts).
 pub const HTTP_REQUESTS: &str = "http_requests";
+/// How often dropped lines are looked for, to report them once opsdeck takes lines again.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// How the service's telemetry is sent.
 #[derive(Debug, Clone)]
@@ -72,6 +74,10 @@ pub struct Telemetry {
     registration: watch::Receiver<Option<Registration>>,
     logs: Arc<Outbox>,
     metrics: Arc<Outbox>,
+    /// The outboxes' bound, for messages.
+    buffer: usize,
+    /// Log lines acknowledged when [`Telemetry::report_drops`] last looked.
+    logs_sent_seen: std::sync::atomic::AtomicU64,
 }
 
 /// How much each outbox has sent, queued and dropped (shown on the service's `GET /`).
@@ -110,6 +116,8 @@ impl Telemetry {
             registration,
             logs: Outbox::new(config("log lines", endpoint("/api/v1/logs")?, "application/x-ndjson")),
             metrics: Outbox::new(config("request metrics", endpoint("/api/v1/metrics?precision=ns")?, "text/plain")),
+            buffer: settings.buffer,
+            logs_sent_seen: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -118,8 +126,45 @@ impl Telemetry {
         let Some(http) = sender() else { return };
         tokio::join!(
             self.logs.clone().run(http.clone(), stop.clone().cancelled_owned(), grace),
-            self.metrics.clone().run(http, stop.cancelled_owned(), grace),
+            self.metrics.clone().run(http, stop.clone().cancelled_owned(), grace),
+            self.report_drops(stop),
         );
+    }
+
+    /// Once opsdeck takes log lines again after some were dropped, says so in a warning line,
+    /// so the gap in the logs explains itself.
+    async fn report_drops(&self, stop: CancellationToken) {
+        let (mut logs_reported, mut metrics_reported) = (0, 0);
+        let mut checks = tokio::time::interval(DROP_REPORT_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = checks.tick() => {}
+            }
+            let TelemetryStats { logs, metrics } = self.stats();
+            let dropped_more = logs.dropped_full > logs_reported || metrics.dropped_full > metrics_reported;
+            if !self.logs_flowing(logs.sent) || !dropped_more {
+                continue;
+            }
+            let (lines, points) = (logs.dropped_full - logs_reported, metrics.dropped_full - metrics_reported);
+            self.log(
+                LogLevel::Warning,
+                Component::Lifecycle,
+                None,
+                format!(
+                    "{lines} log lines and {points} request points were dropped (oldest first) while opsdeck \
+                     could not take them; the buffers hold {} each",
+                    self.buffer
+                ),
+                json!({ "dropped_log_lines": lines, "dropped_request_points": points }),
+            );
+            (logs_reported, metrics_reported) = (logs.dropped_full, metrics.dropped_full);
+        }
+    }
+
+    /// Whether opsdeck has acknowledged log lines since the last time this was asked.
+    fn logs_flowing(&self, sent: u64) -> bool {
+        self.logs_sent_seen.swap(sent, std::sync::atomic::Ordering::Relaxed) < sent
     }
 
     /// Sends what is queued now, for at most `grace` (before a deliberate crash).
