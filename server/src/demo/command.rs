@@ -230,6 +230,11 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
     let example = started.first().map(|s| s.spec.id.as_str()).unwrap_or("web-v1@east-1");
     let node = started.first().map(|s| s.spec.node.as_str()).unwrap_or("east-1");
     let running = started.iter().filter(|s| s.state == ProcessState::Running).count();
+    let entry = started
+        .iter()
+        .find(|s| s.spec.service == super::plan::ENTRY_SERVICE)
+        .map(|s| s.spec.address.to_string())
+        .unwrap_or_else(|| "127.0.1.1:8100".into());
     println!(
         "\nopsdeck demo: {running} of {} demo instances started\n\
          \n  dashboard     http://{dashboard}/\n  control API   http://{control}/   (the fleet as a table)\n\
@@ -240,6 +245,8 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
          \n  curl -s -X POST http://{control}/nodes/{node}/start                     # start them again\
          \n  curl -s -X POST http://{control}/instances/{example}/start              # start one stopped instance\
          \n  curl -s -X POST http://{control}/instances/{example}/stop               # SIGTERM: it deregisters and exits\
+         \n  curl -si http://{entry}/checkout                                   # one request through the chain; x-trace-id names its trace\
+         \n  (its log lines: GET http://{dashboard}/api/v1/logs?trace_id=… with a read token)\
          \n\nCtrl-C stops everything.\n",
         started.len()
     );

@@ -6,6 +6,11 @@
 //! [`plan`] says which instances run where, [`fleet`] starts and supervises them (restarting none
 //! by itself: a failure stays visible until someone acts), [`control`] is the small HTTP API
 //! people use to break and mend things, and [`command`] runs it all with the dashboard.
+//!
+//! The services do real work ([`work`]: web → api → payments on `GET /checkout`, each callee
+//! found through discovery by [`downstream`]), carry a W3C trace across the calls ([`trace`]),
+//! and send their log lines and `http_requests` points to opsdeck ([`telemetry`], through the
+//! bounded [`outbox`]es); [`traffic`] is the demo's steady load.
 
 pub mod command;
 pub mod control;
