@@ -5,7 +5,9 @@
 //! *oldest* line is dropped and counted (the newest lines say most about what is happening now).
 //! A sender task posts batches every `every`, or sooner when a batch is full. While opsdeck is
 //! unreachable or answers 5xx, the batch goes back to the front of the queue and is retried with
-//! jittered backoff; a `503`/`429` with `Retry-After` is retried after that many seconds. A 4xx
+//! jittered backoff; a `503`/`429` with `Retry-After` is retried after that many seconds, in
+//! batches half the size until one goes through (opsdeck's metrics buffer takes a request whole
+//! or not at all, so a batch bigger than its free space would never fit). A 4xx
 //! other than those is about the data and won't change on a retry: the batch is dropped and
 //! counted, loudly.
 
@@ -114,10 +116,10 @@ impl Outbox {
         }
     }
 
-    /// Takes up to a batch from the front of the queue.
-    fn take_batch(&self) -> Vec<String> {
+    /// Takes up to `limit` lines from the front of the queue.
+    fn take_batch(&self, limit: usize) -> Vec<String> {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = queue.len().min(self.config.batch);
+        let n = queue.len().min(limit.max(1));
         queue.drain(..n).collect()
     }
 
@@ -137,6 +139,7 @@ impl Outbox {
     pub async fn run(self: Arc<Self>, http: reqwest::Client, stop: impl Future<Output = ()>, grace: Duration) {
         let mut failures = 0_u32;
         let mut dropped_reported = 0_u64;
+        let mut limit = self.config.batch;
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -146,13 +149,14 @@ impl Outbox {
             }
             // Send full batches back to back; stop at the first failure and wait.
             loop {
-                let batch = self.take_batch();
+                let batch = self.take_batch(limit);
                 if batch.is_empty() {
                     break;
                 }
                 match self.post(&http, &batch).await {
                     Ok(()) => {
                         failures = 0;
+                        limit = limit.saturating_mul(2).min(self.config.batch);
                         let dropped = self.dropped_full.load(Ordering::Relaxed);
                         if dropped > dropped_reported {
                             tracing::warn!(
@@ -173,6 +177,11 @@ impl Outbox {
                     }
                     Err(Failure::Retry { reason, after }) => {
                         let lines = batch.len();
+                        // With a Retry-After, opsdeck is up but can't hold this much now (its
+                        // buffer is full): smaller batches, so one never stays too big to fit.
+                        if after.is_some() {
+                            limit = (lines / 2).max(1);
+                        }
                         self.put_back(batch);
                         let wait = after.unwrap_or_else(|| RETRY.delay(failures));
                         if failures == 0 {
@@ -186,7 +195,7 @@ impl Outbox {
                         }
                     }
                 }
-                if self.stats().queued < self.config.batch as u64 {
+                if self.stats().queued < limit as u64 {
                     break;
                 }
             }
@@ -198,7 +207,7 @@ impl Outbox {
     pub async fn flush(&self, http: &reqwest::Client, grace: Duration) {
         let flushing = async {
             loop {
-                let batch = self.take_batch();
+                let batch = self.take_batch(self.config.batch);
                 if batch.is_empty() {
                     return;
                 }
@@ -283,8 +292,8 @@ mod tests {
             outbox.push(format!("line {n}"));
         }
         assert_eq!(outbox.stats(), OutboxStats { queued: 3, dropped_full: 2, ..OutboxStats::default() });
-        assert_eq!(outbox.take_batch(), ["line 2", "line 3"]);
-        assert_eq!(outbox.take_batch(), ["line 4"]);
+        assert_eq!(outbox.take_batch(2), ["line 2", "line 3"]);
+        assert_eq!(outbox.take_batch(2), ["line 4"]);
     }
 
     #[test]
@@ -292,11 +301,11 @@ mod tests {
         let outbox = outbox(3, 2);
         outbox.push("a".into());
         outbox.push("b".into());
-        let batch = outbox.take_batch();
+        let batch = outbox.take_batch(2);
         outbox.push("c".into());
         outbox.push("d".into());
         outbox.put_back(batch);
         assert_eq!(outbox.stats().dropped_full, 1, "a, b, c, d is one more than fits: a goes");
-        assert_eq!(outbox.take_batch(), ["b", "c"]);
+        assert_eq!(outbox.take_batch(2), ["b", "c"]);
     }
 }

@@ -59,7 +59,7 @@ impl Process {
         self.lines.lock().expect("lines").join("\n")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id().expect("still running")
     }
 

@@ -24,15 +24,16 @@ struct Chain {
 
 impl Chain {
     async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_with(|_| Vec::new()).await
     }
 
-    async fn start_with(extra: &[&str]) -> Self {
+    /// The chain, each service started with the arguments `extra` gives for it.
+    async fn start_with(extra: impl Fn(&str) -> Vec<&'static str>) -> Self {
         let stage = Stage::new().await;
         let mut services = Vec::new();
         for (service, callee) in [("payments", None), ("api", Some("payments")), ("web", Some("api"))] {
             let mut args: Vec<&str> = QUICK_TELEMETRY.to_vec();
-            args.extend(extra);
+            args.extend(extra(service));
             if let Some(callee) = callee {
                 args.extend(["--calls", callee]);
             }
@@ -350,4 +351,78 @@ async fn request_points_refused_with_503_while_influxdb_is_down_are_kept_and_all
     let hello: Value =
         http.get(format!("http://127.0.0.1:{port}/")).send().await.expect("answer").json().await.expect("json");
     assert_eq!(hello["telemetry"]["metrics"]["dropped_full"], 0, "{hello}");
+}
+
+#[tokio::test]
+async fn a_slow_payments_times_out_api_s_call_and_web_answers_502_saying_so() {
+    // payments answers after 3 s (the stage's --slow-delay); api waits 1 s for it, web 10 s for api.
+    let chain = Chain::start_with(|service| match service {
+        "api" => vec!["--call-timeout", "1s"],
+        "web" => vec!["--call-timeout", "10s"],
+        _ => Vec::new(),
+    })
+    .await;
+    assert_eq!(set_mode(chain.port("payments"), "slow").await.status(), 200);
+
+    let (status, answer, trace_id) = checkout(chain.port("web"), None).await;
+
+    assert_eq!(status, 502, "{answer}");
+    let detail = answer["detail"].as_str().expect("a detail");
+    assert!(detail.starts_with("api answered 504") && detail.contains("did not answer within"), "{detail}");
+    let lines = chain
+        .trace_lines(&trace_id.expect("a trace id"), "api's timed-out call and payments' slow answer", |lines| {
+            has_line(lines, "api", "client", "duration_ms")
+                && lines.iter().any(|l| l["service"] == "payments" && l["level"] == "warning")
+        })
+        .await;
+    let call = line(&lines, "api", "client", "duration_ms").expect("api's call line");
+    assert_eq!(call["level"], "error", "{call}");
+    assert_eq!(call["fields"]["status"], 0, "no answer: {call}");
+    let waited = call["fields"]["duration_ms"].as_f64().expect("a duration");
+    assert!((1000.0..2900.0).contains(&waited), "gave up after its 1 s timeout, not payments' 3 s: {waited}");
+    let slow = lines.iter().find(|l| l["service"] == "payments" && l["level"] == "warning").expect("a warning");
+    assert!(slow["message"].as_str().is_some_and(|m| m.starts_with("answering slowly on purpose")), "{slow}");
+}
+
+#[tokio::test]
+async fn a_call_refused_by_a_dead_instance_is_retried_on_another_and_succeeds_with_a_warning() {
+    let chain = Chain::start().await;
+    let (second, second_port) = chain.stage.service_with("payments", &QUICK_TELEMETRY);
+    chain.stage.registered("payments", second_port, &second).await;
+    chain.stage.health(second_port, "healthy").await;
+    // Let api's discovery cache hold both payments instances.
+    wait_until("api to call both payments instances", PATIENCE, || async {
+        let (_, answer, _) = checkout(chain.port("api"), None).await;
+        (answer["downstream"]["address"] == format!("127.0.0.1:{second_port}")).then_some(())
+    })
+    .await;
+
+    // Killed, it still counts as healthy until its checks fail (about a second).
+    let killed = std::process::Command::new("kill").args(["-KILL", &second.pid().to_string()]).status();
+    assert!(killed.expect("kill runs").success());
+    let mut traces = Vec::new();
+    for _ in 0..4 {
+        let (status, answer, trace_id) = checkout(chain.port("web"), None).await;
+        assert_eq!(status, 200, "the retry found the live instance: {answer}");
+        traces.push(trace_id.expect("a trace id"));
+    }
+
+    let mut retried = None;
+    for trace_id in &traces {
+        // The line for how the call ended is the one that counts its tries.
+        let lines =
+            chain.trace_lines(trace_id, "api's call line", |lines| has_line(lines, "api", "client", "attempts")).await;
+        if let Some(warning) = lines.iter().find(|l| l["service"] == "api" && l["level"] == "warning") {
+            retried = Some((warning.clone(), line(&lines, "api", "client", "attempts").cloned().expect("call")));
+        }
+    }
+    let (warning, call) = retried.expect("at least one of four calls went to the dead instance first (round robin)");
+    let message = warning["message"].as_str().expect("a message");
+    assert!(message.contains("try 1 failed") && message.contains("retrying on another instance"), "{message}");
+    assert_eq!(warning["fields"]["peer_address"], format!("127.0.0.1:{second_port}"));
+    assert_eq!(
+        (call["fields"]["attempts"].as_u64(), call["fields"]["status"].as_u64()),
+        (Some(2), Some(200)),
+        "{call}"
+    );
 }
