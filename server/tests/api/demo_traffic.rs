@@ -67,12 +67,18 @@ impl Chain {
 
     /// The log lines of a trace, oldest first, once `ready` says they are all there.
     async fn trace_lines(&self, trace_id: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.logs(&format!("trace_id={trace_id}"), what, ready).await
+    }
+
+    /// The log lines a search (`filter`, a query string) finds, oldest first, once `ready` says
+    /// they are all there.
+    async fn logs(&self, filter: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         wait_until(what, PATIENCE, || async {
             let response = self
                 .stage
                 .app
                 .http
-                .get(self.stage.app.url(&format!("/api/v1/logs?trace_id={trace_id}&limit=1000")))
+                .get(self.stage.app.url(&format!("/api/v1/logs?{filter}&limit=1000")))
                 .bearer_auth(&self.stage.reader)
                 .send()
                 .await
@@ -271,6 +277,18 @@ async fn payments_in_error_mode_makes_web_fail_with_error_lines_naming_the_reaso
             })
         })
         .await;
+    let lifecycle = chain
+        .logs("service=payments", "payments' start, registration and mode change", |lines| {
+            lines.iter().any(|l| l["message"] == "demo mode changed from healthy to error")
+        })
+        .await;
+    let messages: Vec<&str> =
+        lifecycle.iter().filter(|l| l["component"] == "lifecycle").filter_map(|l| l["message"].as_str()).collect();
+    assert!(messages[0].starts_with("payments v1 started on 127.0.0.1:"), "{messages:?}");
+    assert_eq!(messages[1], format!("registered with opsdeck as instance {}", chain.instance_id("payments")));
+    let switched =
+        lifecycle.iter().find(|l| l["message"] == "demo mode changed from healthy to error").expect("the line");
+    assert_eq!((switched["level"].as_str(), switched["fields"]["to"].as_str()), (Some("warning"), Some("error")));
     let payments = series.iter().find(|s| s.tags["service"] == "payments").expect("payments' series");
     assert_eq!(payments.f64_column("status").expect("status"), [Some(500.0)]);
     assert!(series.iter().all(|s| s.tags["status_class"] == "5xx"), "no request succeeded: {series:?}");
