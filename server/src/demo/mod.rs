@@ -85,3 +85,18 @@ pub enum FleetSize {
     /// One cluster, two nodes, one service: quick to start (tests, slow machines).
     Small,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traffic_rate_is_a_number_from_zero_to_a_hundred() {
+        assert_eq!(parse_rps("0"), Ok(0.0));
+        assert_eq!(parse_rps(" 2.5 "), Ok(2.5));
+        assert_eq!(parse_rps("100"), Ok(100.0));
+        for refused in ["-1", "100.5", "lots", "", "NaN", "inf"] {
+            assert!(parse_rps(refused).is_err(), "{refused:?} was accepted");
+        }
+    }
+}
