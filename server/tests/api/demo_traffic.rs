@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 use app::model::identity::Scope;
 use opsdeck::influx::Series;
 use serde_json::Value;
-use testkit::{InfluxProcess, TestApp, wait_until};
+use testkit::{InfluxProcess, TestApp, TestEnv, free_port, wait_until};
 
 use crate::demo::{PATIENCE, Process, Stage, set_mode};
 
@@ -70,25 +70,8 @@ impl Chain {
         self.logs(&format!("trace_id={trace_id}"), what, ready).await
     }
 
-    /// The log lines a search (`filter`, a query string) finds, oldest first, once `ready` says
-    /// they are all there.
     async fn logs(&self, filter: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        wait_until(what, PATIENCE, || async {
-            let response = self
-                .stage
-                .app
-                .http
-                .get(self.stage.app.url(&format!("/api/v1/logs?{filter}&limit=1000")))
-                .bearer_auth(&self.stage.reader)
-                .send()
-                .await
-                .ok()?;
-            let page: Value = response.json().await.ok()?;
-            let mut lines = page["lines"].as_array()?.clone();
-            lines.reverse();
-            ready(&lines).then_some(lines)
-        })
-        .await
+        search_logs(&self.stage, filter, what, ready).await
     }
 
     /// Every `http_requests` series (grouped by all tags), once `ready` says they are all there.
@@ -100,6 +83,26 @@ impl Chain {
         })
         .await
     }
+}
+
+/// The log lines a search (`filter`, a query string) finds, oldest first, once `ready` says
+/// they are all there.
+async fn search_logs(stage: &Stage, filter: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    wait_until(what, PATIENCE, || async {
+        let response = stage
+            .app
+            .http
+            .get(stage.app.url(&format!("/api/v1/logs?{filter}&limit=1000")))
+            .bearer_auth(&stage.reader)
+            .send()
+            .await
+            .ok()?;
+        let page: Value = response.json().await.ok()?;
+        let mut lines = page["lines"].as_array()?.clone();
+        lines.reverse();
+        ready(&lines).then_some(lines)
+    })
+    .await
 }
 
 async fn checkout(port: u16, traceparent: Option<&str>) -> (u16, Value, Option<String>) {
@@ -442,5 +445,39 @@ async fn a_call_refused_by_a_dead_instance_is_retried_on_another_and_succeeds_wi
         (call["fields"]["attempts"].as_u64(), call["fields"]["status"].as_u64()),
         (Some(2), Some(200)),
         "{call}"
+    );
+}
+
+#[tokio::test]
+async fn once_opsdeck_is_back_a_service_says_in_its_logs_how_many_lines_and_points_it_dropped() {
+    let mut settings = TestEnv::from_env().serve_settings().await;
+    settings.http.listen = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let app = TestApp::start(settings.clone()).await;
+    let ingest = app.token("demo-fleet", &[Scope::Ingest, Scope::Read]).await;
+    let stage = Stage { reader: app.token("reader", &[Scope::Read]).await, app, ingest };
+    let (payments, port) = stage.service_with("payments", &["--telemetry-buffer", "20", "--telemetry-every", "100ms"]);
+    stage.registered("payments", port, &payments).await;
+    let Stage { app, ingest, reader } = stage;
+    app.stop().await.expect("opsdeck stops");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    for _ in 0..40 {
+        let answer = http.get(format!("http://127.0.0.1:{port}/checkout")).send().await.expect("an answer");
+        assert_eq!(answer.status(), 200);
+    }
+
+    // The same opsdeck (database, address) comes back.
+    let stage = Stage { app: TestApp::start(settings).await, ingest, reader };
+
+    let lines = search_logs(&stage, "service=payments&level=warning", "the report of what was dropped", |lines| {
+        lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("were dropped")))
+    })
+    .await;
+    let report = lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains("were dropped"))).expect("it");
+    let dropped = report["fields"]["dropped_log_lines"].as_u64().expect("a count");
+    assert!(dropped >= 60, "40 requests wrote 80 lines into a buffer of 20: {report}");
+    assert!(report["fields"]["dropped_request_points"].as_u64().is_some_and(|n| n >= 20), "{report}");
+    assert!(
+        report["message"].as_str().is_some_and(|m| m.starts_with(&format!("{dropped} log lines and "))),
+        "{report}"
     );
 }
