@@ -219,6 +219,10 @@ impl Downstream {
         let found: Discovery = response.json().await.map_err(|e| {
             CallFailure::NoInstance(format!("opsdeck's discovery answer for {service} is unreadable: {e}"))
         })?;
+        // Discovery rotates the list on every call; a stable order keeps our own turn-taking
+        // from cancelling that rotation out (always landing on the same instance).
+        let mut found = found;
+        found.endpoints.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
         if found.endpoints.is_empty() {
             return Err(CallFailure::NoInstance(format!(
                 "no healthy instance of {service} (opsdeck's discovery found none)"
