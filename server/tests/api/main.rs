@@ -6,6 +6,8 @@ mod agent;
 mod binary;
 mod catalog;
 mod demo;
+mod demo_outage;
+mod demo_traffic;
 mod events;
 mod health;
 mod influx;
