@@ -269,7 +269,9 @@ async fn a_graceful_shutdown_flushes_the_points_still_buffered() {
     let mut influx = InfluxProcess::start().await;
     let url = influx.url();
     let app = TestApp::spawn_with(|settings| settings.influx.url = url).await;
-    let influx_client = app.influx.clone();
+    // A client of the test's own: the app's pools its connections on the app's runtime, which
+    // is gone once it has stopped ("runtime dropped the dispatch task").
+    let influx_client = opsdeck::influx::InfluxClient::new(app.influx.config().clone());
     let mut sender = Sender::new(app).await;
     influx.stop();
     assert_eq!(sender.accepted("", "flushed v=1i 1\nflushed v=2i 2\nflushed v=3i 3").await, 3);
