@@ -171,6 +171,11 @@ impl WindowQuery {
                 if span < MIN_SPAN {
                     return refuse("to", "the window is shorter than one minute".into());
                 }
+                if from.timestamp() < 0 {
+                    // InfluxDB keeps nanoseconds in an i64: nothing before 1677, and no metric
+                    // here predates 1970.
+                    return refuse("from", format!("{from_text} is before 1970; no metrics are that old"));
+                }
                 if to > now + MAX_AHEAD {
                     return refuse("to", "more than an hour in the future".into());
                 }
@@ -335,6 +340,7 @@ mod tests {
         assert_eq!(refused(WindowQuery { from: Some("2026-11-30T00:00:00Z".into()), ..Default::default() }), "to");
         assert_eq!(refused(WindowQuery { to: Some("2026-11-30T00:00:00Z".into()), ..Default::default() }), "from");
         assert_eq!(refused(custom("2026-12-30T00:00:00Z", "2026-12-30T01:00:00Z")), "to", "in the future");
+        assert_eq!(refused(custom("0001-01-01T00:00:00Z", "0001-01-01T01:00:00Z")), "from", "before 1970");
         let both = WindowQuery { range: Some("1h".into()), ..custom("2026-11-30T00:00:00Z", "2026-11-30T01:00:00Z") };
         assert_eq!(refused(both), "range");
     }

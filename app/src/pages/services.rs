@@ -11,6 +11,7 @@ use crate::api::{get_service_detail, get_topology};
 use crate::components::event_feed::{Freshness, use_event_feed};
 use crate::components::status::{Status, StatusMark};
 use crate::components::timestamp::Timestamp;
+use crate::components::traffic::TrafficPanel;
 use crate::model::health::{ProbeBucket, ServiceDetail, ServiceSummary, VersionHistory};
 use crate::pages::topology::{LoadError, describe_counts, service_hue};
 
@@ -112,6 +113,7 @@ pub fn ServicePage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <TrafficPanel service=name feed />
         </section>
     }
 }
@@ -128,7 +130,7 @@ fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
                 <tr data-instance=i.id.clone() data-health=i.health.as_str()>
                     <td class="mono">{format!("{}:{}", i.host, i.port)}</td>
                     <td>{i.version.clone()}</td>
-                    <td>{format!("{}/{}", i.cluster, i.node)}</td>
+                    <td><a href=crate::pages::nodes::node_href(&i.cluster, &i.node)>{format!("{}/{}", i.cluster, i.node)}</a></td>
                     <td><StatusMark status label=i.health.as_str() /></td>
                     <td class="detail">{i.health_reason.clone().unwrap_or_else(|| "—".into())}</td>
                     <td>{i.breaker.label()}</td>
