@@ -111,6 +111,17 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
         text.contains("v1: 12 requests").then_some(())
     })
     .await;
+    // Nothing listens on the instance's port: the checker marks it down, and the charts mark when.
+    let marker = wait_until("a health marker on the charts", Duration::from_secs(30), || async {
+        let labels = texts(
+            page,
+            "return [...document.querySelectorAll('.traffic-panel .chart-marker.is-down title')].map(t => t.textContent)",
+        )
+        .await;
+        labels.into_iter().find(|l| l.contains("web v1 on east/east-1") && l.contains("→ unhealthy"))
+    })
+    .await;
+    assert!(marker.contains("UTC"), "{marker}");
     let same = page.execute("return window.__sameDocument === true", vec![]).await.expect("js");
     assert_eq!(same, json!(true), "the charts changed without a reload");
 

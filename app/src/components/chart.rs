@@ -59,6 +59,19 @@ impl Unit {
     }
 }
 
+impl Unit {
+    /// An axis tick with as many decimals as the tick step needs, so a column of ticks reads
+    /// evenly ("0.1 req/s, 0.2 req/s", "5 %, 10 %").
+    pub fn format_tick(self, value: f64, step: f64) -> String {
+        let decimals = if step > 0.0 && step < 1.0 { (-step.log10().floor()) as usize } else { 0 };
+        let number = format!("{value:.decimals$}");
+        match self {
+            Unit::Percent => format!("{number} %"),
+            other => format!("{number} {}", other.suffix()),
+        }
+    }
+}
+
 /// One line on a chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartSeries {
@@ -185,6 +198,7 @@ pub fn TimeChart(
     let data_max = series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0_f64, |a, b| a.max(*b));
     let ticks = value_ticks(y_max.unwrap_or(0.0).max(data_max));
     let top = ticks.last().copied().unwrap_or(1.0);
+    let step = ticks.get(1).copied().unwrap_or(top);
     let y = move |v: f64| bottom - (v / top).clamp(0.0, 1.0) * plot_h;
 
     let value_axis = ticks
@@ -192,7 +206,10 @@ pub fn TimeChart(
         .map(|&tick| {
             view! {
                 <line class="chart-grid" x1=PAD_LEFT y1=y(tick) x2=WIDTH - PAD_RIGHT y2=y(tick) />
-                <text class="chart-tick" x=PAD_LEFT - 6.0 y=y(tick) + 3.5 text-anchor="end">{unit.format(tick)}</text>
+                // Without data a scale would suggest values: the axis stays, its numbers don't.
+                {has_data.then(|| view! {
+                    <text class="chart-tick" x=PAD_LEFT - 6.0 y=y(tick) + 3.5 text-anchor="end">{unit.format_tick(tick, step)}</text>
+                })}
             }
         })
         .collect_view();
@@ -371,5 +388,8 @@ mod tests {
         assert_eq!(Unit::Percent.format(20.0), "20.0 %");
         assert_eq!(Unit::Milliseconds.format(182.4), "182 ms");
         assert_eq!(Unit::Milliseconds.format(0.0), "0 ms");
+        assert_eq!(Unit::RequestsPerSecond.format_tick(0.4, 0.1), "0.4 req/s");
+        assert_eq!(Unit::Percent.format_tick(15.0, 5.0), "15 %");
+        assert_eq!(Unit::Percent.format_tick(0.25, 0.05), "0.25 %");
     }
 }
