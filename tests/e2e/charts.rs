@@ -144,5 +144,32 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     assert!(titles.iter().any(|t| t.contains("CPU 37.5 %")), "CPU on hover: {titles:?}");
     assert!(titles.iter().any(|t| t.contains("memory 55.0 %")), "memory on hover");
     browser.screenshot("node-page-1280").await;
+
+    // No change event is due now (the instance is already down), so after the refetch that
+    // opening the event stream causes, only the refresh timer (every 15 s here) can bring a new
+    // report in — without a reload.
+    page.execute("window.__sameDocument = true", vec![]).await.expect("js");
+    wait_until("the node page's stream", Duration::from_secs(15), || async {
+        let text = page.find(Locator::Css(".page-node .freshness")).await.ok()?.text().await.ok()?;
+        text.contains("live").then_some(())
+    })
+    .await;
+    let generated_at = || async {
+        let grid = page.find(Locator::Css(".page-node .chart-grid-layout")).await.ok()?;
+        grid.attr("data-generated-at").await.ok()?
+    };
+    let first = generated_at().await;
+    wait_until("a refetch", Duration::from_secs(30), || async { (generated_at().await != first).then_some(()) }).await;
+    let cpu_script = "return [...document.querySelectorAll('.page-node .chart-column title')]\
+                      .map(t => t.textContent).filter(t => t.includes('CPU') && !t.includes('CPU no data'))";
+    let before = texts(page, cpu_script).await;
+    write(&app, &ingest, "node,cluster=east,node=east-1 cpu_percent=99.5,memory_used_percent=56.0\n".into()).await;
+    wait_until("the node chart to take the new report", Duration::from_secs(30), || async {
+        let now = texts(page, cpu_script).await;
+        (now != before).then_some(())
+    })
+    .await;
+    let same = page.execute("return window.__sameDocument === true", vec![]).await.expect("js");
+    assert_eq!(same, json!(true), "the node charts changed without a reload");
     browser.close().await;
 }

@@ -62,7 +62,9 @@ pub fn NodePage() -> impl IntoView {
 
 #[component]
 fn NodeBody(metrics: NodeMetrics) -> impl IntoView {
-    let NodeMetrics { window, buckets, cpu_percent, memory_percent, has_data, markers, instances, .. } = metrics;
+    let NodeMetrics {
+        window, buckets, cpu_percent, memory_percent, has_data, markers, instances, generated_at, ..
+    } = metrics;
     let notice = (!has_data).then(|| {
         view! {
             <p class="notice traffic-no-data">
@@ -104,7 +106,8 @@ fn NodeBody(metrics: NodeMetrics) -> impl IntoView {
     };
     view! {
         {notice}
-        <div class="chart-grid-layout">
+        // When the data was read: changes with every refetch (tests watch it).
+        <div class="chart-grid-layout" data-generated-at=generated_at.to_rfc3339()>
             <TimeChart title="CPU busy" unit=Unit::Percent buckets=buckets.clone() bucket_seconds=window.bucket_seconds
                 to=window.to series=vec![ChartSeries { label: "CPU".into(), values: cpu_percent }]
                 markers=markers.clone() y_max=100.0 empty_text=empty />
