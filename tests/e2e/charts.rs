@@ -1,14 +1,15 @@
 //! The metric charts in a real browser: a service page with request data shows its traffic
 //! charts with axes and hover titles carrying values, and they change without a reload when
 //! more requests are written; a service without request data says "no data" instead of
-//! drawing a flat zero; a node page shows CPU and memory.
+//! drawing a flat zero; a node page shows CPU and memory and takes new reports on its refresh
+//! timer.
 
 use std::time::Duration;
 
 use app::model::identity::Scope;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
-use testkit::{Browser, TestApp, free_port, wait_until};
+use testkit::{Browser, TargetServer, TestApp, free_port, wait_until};
 
 async fn register(app: &TestApp, ingest: &str, service: &str, node: &str) -> String {
     let body = json!({"service": service, "version": "v1", "cluster": "east", "node": node, "host": "127.0.0.1",
@@ -63,7 +64,6 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     let web = register(&app, &ingest, "web", "east-1").await;
     register(&app, &ingest, "quiet", "east-2").await;
     write(&app, &ingest, requests(&web, ms_ago(180), 5)).await;
-    write(&app, &ingest, "node,cluster=east,node=east-1 cpu_percent=37.5,memory_used_percent=55.0\n".into()).await;
     // Wait until InfluxDB has them, so the first render shows them.
     let reader = app.token("reader", &[Scope::Read]).await;
     wait_until("the requests in InfluxDB", Duration::from_secs(20), || async {
@@ -136,8 +136,42 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     page.execute("document.querySelector('.traffic-panel').scrollIntoView()", vec![]).await.expect("js");
     browser.screenshot("service-traffic-no-data-1280").await;
 
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_node_page_shows_cpu_and_memory_and_takes_new_reports_on_its_refresh_timer_without_a_reload() {
+    let app = TestApp::spawn_with(|settings| settings.auth.anonymous_read = true).await;
+    sqlx::query(
+        "INSERT INTO services (name, check_interval_ms, check_timeout_ms, fall, rise) VALUES ('web', 500, 300, 2, 1)",
+    )
+    .execute(&app.db)
+    .await
+    .expect("a quickly checked service");
+    // A healthy instance with a long lease: after its first verdict no change event is due,
+    // so only the refresh timer can make the page refetch.
+    let target = TargetServer::start().await;
+    let ingest = app.token("demo", &[Scope::Ingest]).await;
+    let body = json!({"service": "web", "version": "v1", "cluster": "east", "node": "east-1", "host": "127.0.0.1",
+                      "port": target.port, "health_check_path": "/healthz", "ttl_seconds": 3600});
+    let response = app.http.post(app.url("/api/v1/instances")).bearer_auth(&ingest).json(&body).send().await;
+    assert_eq!(response.expect("answer").status(), 201);
+    write(&app, &ingest, "node,cluster=east,node=east-1 cpu_percent=37.5,memory_used_percent=55.0\n".into()).await;
+    let reader = app.token("reader", &[Scope::Read]).await;
+    wait_until("a healthy instance and the node's report", Duration::from_secs(20), || async {
+        let response = app.http.get(app.url("/api/v1/metrics/nodes/east/east-1?range=15m")).bearer_auth(&reader).send();
+        let body: Value = response.await.ok()?.json().await.ok()?;
+        (body["has_data"] == true && body["instances"][0]["health"] == "healthy").then_some(())
+    })
+    .await;
+
+    let browser = Browser::start(1280, 800).await;
+    let page = &browser.client;
     page.goto(&app.url("/nodes/east/east-1?range=15m")).await.expect("open the node page");
+    browser.wait_hydrated().await;
     crate::wait_for_text(page, ".page-node", "Instances on this node").await;
+    let cpu_script = "return [...document.querySelectorAll('.page-node .chart-column title')]\
+                      .map(t => t.textContent).filter(t => t.includes('CPU') && !t.includes('CPU no data'))";
     let titles =
         texts(page, "return [...document.querySelectorAll('.page-node .chart-column title')].map(t => t.textContent)")
             .await;
@@ -145,9 +179,8 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     assert!(titles.iter().any(|t| t.contains("memory 55.0 %")), "memory on hover");
     browser.screenshot("node-page-1280").await;
 
-    // No change event is due now (the instance is already down), so after the refetch that
-    // opening the event stream causes, only the refresh timer (every 15 s here) can bring a new
-    // report in — without a reload.
+    // Opening the event stream causes one refetch; the one after it can only be the timer's
+    // (every 15 s for this window).
     page.execute("window.__sameDocument = true", vec![]).await.expect("js");
     wait_until("the node page's stream", Duration::from_secs(15), || async {
         let text = page.find(Locator::Css(".page-node .freshness")).await.ok()?.text().await.ok()?;
@@ -160,8 +193,6 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     };
     let first = generated_at().await;
     wait_until("a refetch", Duration::from_secs(30), || async { (generated_at().await != first).then_some(()) }).await;
-    let cpu_script = "return [...document.querySelectorAll('.page-node .chart-column title')]\
-                      .map(t => t.textContent).filter(t => t.includes('CPU') && !t.includes('CPU no data'))";
     let before = texts(page, cpu_script).await;
     write(&app, &ingest, "node,cluster=east,node=east-1 cpu_percent=99.5,memory_used_percent=56.0\n".into()).await;
     wait_until("the node chart to take the new report", Duration::from_secs(30), || async {
