@@ -93,6 +93,18 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     assert!(titles.iter().any(|t| t.contains("UTC — v1 ") && t.contains("req/s")), "hover values: {titles:?}");
     assert!(titles.iter().any(|t| t.contains("p99 ") && t.contains(" ms")), "latency on hover");
     assert!(titles.iter().any(|t| t.contains("v1 no data")), "empty buckets say so on hover");
+    // Pointing at a bucket spells its values out above the chart.
+    page.execute(
+        "const column = [...document.querySelectorAll('.traffic-panel .chart-column')]\
+             .find(c => !c.classList.contains('is-empty'));\
+         column.closest('figure').id = 'pointed';\
+         column.dispatchEvent(new MouseEvent('mouseenter'));",
+        vec![],
+    )
+    .await
+    .expect("js");
+    let readout = crate::wait_for_text(page, "#pointed .chart-readout", "UTC — v1 ").await;
+    assert!(readout.contains("req/s"), "{readout}");
     let lines = page.find_all(Locator::Css(".traffic-panel .chart-svg .chart-line")).await.expect("lines");
     assert!(!lines.is_empty(), "lines are drawn");
 

@@ -225,6 +225,9 @@ pub fn TimeChart(
         })
         .collect_view();
 
+    // What the pointer is on, spelled out above the chart (in the browser; the `<title>`s give
+    // the same text as tooltips before hydration).
+    let readout = RwSignal::new(None::<String>);
     // One hover column per bucket, naming every series' value (or "no data").
     let columns = buckets
         .iter()
@@ -241,8 +244,10 @@ pub fn TimeChart(
             let title = format!("{} UTC — {}", at.format("%Y-%m-%d %H:%M:%S"), values.join(" · "));
             let left = x(at.timestamp_millis());
             let width = (x(at.timestamp_millis() + bucket_ms) - left).max(0.5);
+            let text = title.clone();
             view! {
-                <rect class="chart-column" class:is-empty=empty x=left y=PAD_TOP width=width height=plot_h>
+                <rect class="chart-column" class:is-empty=empty x=left y=PAD_TOP width=width height=plot_h
+                    on:mouseenter=move |_| readout.set(Some(text.clone()))>
                     <title>{title}</title>
                 </rect>
             }
@@ -276,8 +281,9 @@ pub fn TimeChart(
         .map(|m| {
             let mx = x(m.at.timestamp_millis());
             let label = format!("{} UTC — {}", m.at.format("%H:%M:%S"), m.label);
+            let text = label.clone();
             view! {
-                <g class=marker_class(m.kind)>
+                <g class=marker_class(m.kind) on:mouseenter=move |_| readout.set(Some(text.clone()))>
                     <title>{label}</title>
                     <line class="chart-marker-hit" x1=mx y1=PAD_TOP x2=mx y2=bottom />
                     <line class="chart-marker-line" x1=mx y1=PAD_TOP x2=mx y2=bottom />
@@ -317,7 +323,9 @@ pub fn TimeChart(
                 <span class="muted">{format!(" ({}, UTC)", unit.suffix())}</span>
                 <ul class="chart-legend">{legend}</ul>
             </figcaption>
-            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") class="chart-svg" role="img" aria-label=aria>
+            <p class="chart-readout" aria-hidden="true">{move || readout.get().unwrap_or_default()}</p>
+            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") class="chart-svg" role="img" aria-label=aria
+                on:mouseleave=move |_| readout.set(None)>
                 {value_axis}
                 <line class="chart-axis" x1=PAD_LEFT y1=bottom x2=WIDTH - PAD_RIGHT y2=bottom />
                 <line class="chart-axis" x1=PAD_LEFT y1=PAD_TOP x2=PAD_LEFT y2=bottom />
