@@ -137,6 +137,41 @@ async fn traffic_charts_show_values_on_hover_and_change_without_a_reload_and_an_
     let same = page.execute("return window.__sameDocument === true", vec![]).await.expect("js");
     assert_eq!(same, json!(true), "the charts changed without a reload");
 
+    // The range picker: a preset is a link the router follows in place; the window is in the URL.
+    page.find(Locator::Css(r#".range-link[href$="range=1h"]"#)).await.expect("1 h").click().await.expect("click");
+    crate::wait_for_text(page, ".range-link.is-active", "1 h").await;
+    let minute_titles = wait_until("one-minute buckets", Duration::from_secs(15), || async {
+        let titles = texts(
+            page,
+            "return [...document.querySelectorAll('.traffic-panel .chart-column title')].map(t => t.textContent)",
+        )
+        .await;
+        (titles.len() >= 60 && titles.iter().all(|t| t.contains(":00 UTC"))).then_some(titles)
+    })
+    .await;
+    assert!(minute_titles.iter().any(|t| t.contains("UTC — v1 ")));
+    assert!(page.current_url().await.expect("url").as_str().ends_with("/services/web?range=1h"));
+    let same = page.execute("return window.__sameDocument === true", vec![]).await.expect("js");
+    assert_eq!(same, json!(true), "a preset changes the window without a reload");
+    // A custom window (a plain GET form, so it works before hydration too).
+    page.execute(
+        "const form = document.querySelector('.range-custom');\
+         const at = m => new Date(Date.now() - m * 60000).toISOString().slice(0, 16);\
+         form.elements.from.value = at(30); form.elements.to.value = at(-1); form.submit();",
+        vec![],
+    )
+    .await
+    .expect("js");
+    wait_until("the custom window's URL", Duration::from_secs(15), || async {
+        let url = page.current_url().await.ok()?;
+        url.query().is_some_and(|q| q.contains("from=") && q.contains("to=")).then_some(())
+    })
+    .await;
+    browser.wait_hydrated().await;
+    crate::wait_for_text(page, ".traffic-summary", "v1: 12 requests").await;
+    let active = page.find_all(Locator::Css(".range-link.is-active")).await.expect("links");
+    assert!(active.is_empty(), "no preset is marked for a custom window");
+
     page.goto(&app.url("/services/quiet?range=15m")).await.expect("open the idle service");
     let notice = crate::wait_for_text(page, ".traffic-no-data", "No requests recorded").await;
     assert!(notice.contains("not the same as zero"), "{notice}");
