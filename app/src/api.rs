@@ -13,6 +13,7 @@ use crate::model::identity::{NewToken, NewUser, Role, Scope, UserUpdate, Usernam
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    charts::{NodeMetrics, ServiceMetrics, WindowQuery},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
 };
@@ -83,6 +84,18 @@ pub async fn get_topology() -> Result<TopologyView, UiError> {
 #[server(prefix = "/_fn")]
 pub async fn get_service_detail(service: String) -> Result<ServiceDetail, UiError> {
     Ok(backend()?.service_detail(service).await?)
+}
+
+/// The traffic charts of a service (request rate, error rate, latency per version).
+#[server(prefix = "/_fn")]
+pub async fn get_service_metrics(service: String, window: WindowQuery) -> Result<ServiceMetrics, UiError> {
+    Ok(backend()?.service_metrics(service, window).await?)
+}
+
+/// A node's CPU and memory charts and the instances on it.
+#[server(prefix = "/_fn")]
+pub async fn get_node_metrics(cluster: String, node: String, window: WindowQuery) -> Result<NodeMetrics, UiError> {
+    Ok(backend()?.node_metrics(cluster, node, window).await?)
 }
 
 #[server(prefix = "/_fn")]

@@ -6,6 +6,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    charts::{NodeMetrics, ServiceMetrics, WindowQuery},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
 };
@@ -39,6 +40,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One service in depth (needs read).
     fn service_detail(&self, service: String) -> BoxFuture<'_, BackendResult<ServiceDetail>>;
+
+    /// A service's request metrics per version over a window (needs read).
+    fn service_metrics(&self, service: String, window: WindowQuery) -> BoxFuture<'_, BackendResult<ServiceMetrics>>;
+
+    /// A node's CPU and memory over a window, and its instances (needs read).
+    fn node_metrics(
+        &self,
+        cluster: String,
+        node: String,
+        window: WindowQuery,
+    ) -> BoxFuture<'_, BackendResult<NodeMetrics>>;
 
     /// Users and tokens (need admin).
     fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>>;

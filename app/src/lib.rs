@@ -26,6 +26,7 @@ use crate::pages::{
     admin::AdminPage,
     audit::AuditPage,
     login::LoginPage,
+    nodes::NodePage,
     not_found::NotFound,
     overview::OverviewPage,
     services::{ServicePage, ServicesPage},
@@ -66,6 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("topology") view=TopologyPage />
                     <Route path=StaticSegment("services") view=ServicesPage />
                     <Route path=(StaticSegment("services"), ParamSegment("name")) view=ServicePage />
+                    <Route path=(StaticSegment("nodes"), ParamSegment("cluster"), ParamSegment("node")) view=NodePage />
                     <Route path=StaticSegment("audit") view=AuditPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>

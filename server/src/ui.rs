@@ -10,6 +10,7 @@ use app::{
     model::{
         Readiness,
         audit::{AuditFilter, AuditPage},
+        charts::{NodeMetrics, ServiceMetrics, WindowQuery},
         health::{ServiceDetail, TopologyView},
         identity::{
             CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
@@ -122,6 +123,32 @@ impl Backend for ServerBackend {
             self.allowed(&parts, Scope::Read, None).await?;
             let (db, influx, last) = (&self.state.db, &self.state.influx, self.state.events.last_id());
             crate::topology::detail::load(db, influx, &service, last).await.map_err(refused)
+        })
+    }
+
+    fn service_metrics(&self, service: String, window: WindowQuery) -> BoxFuture<'_, BackendResult<ServiceMetrics>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let window = crate::charts::window(&window).map_err(refused)?;
+            crate::charts::service_metrics(&self.state.db, &self.state.influx, &service, window).await.map_err(refused)
+        })
+    }
+
+    fn node_metrics(
+        &self,
+        cluster: String,
+        node: String,
+        window: WindowQuery,
+    ) -> BoxFuture<'_, BackendResult<NodeMetrics>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let window = crate::charts::window(&window).map_err(refused)?;
+            let (db, influx) = (&self.state.db, &self.state.influx);
+            crate::charts::node_metrics(db, influx, &cluster, &node, window).await.map_err(refused)
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod charts;
 mod overview;
 mod topology;
 

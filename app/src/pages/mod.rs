@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod login;
+pub mod nodes;
 pub mod not_found;
 pub mod overview;
 pub mod services;

@@ -5,6 +5,7 @@ mod access;
 mod agent;
 mod binary;
 mod catalog;
+mod charts;
 mod demo;
 mod demo_outage;
 mod demo_traffic;
