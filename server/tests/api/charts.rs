@@ -280,3 +280,26 @@ async fn a_health_change_in_the_window_comes_back_as_a_marker_with_its_reason() 
             .all(|m| !m["label"].as_str().unwrap_or("").contains("planted"))
     );
 }
+
+#[tokio::test]
+async fn with_influxdb_down_the_service_page_is_still_a_200_and_its_traffic_panel_says_why() {
+    let mut influx = testkit::InfluxProcess::start().await;
+    let url = influx.url();
+    let app = TestApp::spawn_with(|settings| settings.influx.url = url).await;
+    let ingest = app.token("agent", &[Scope::Ingest]).await;
+    let body = json!({"service": "web", "version": "v1", "cluster": "c", "node": "n", "host": "127.0.0.1", "port": free_port()});
+    let registered = app.http.post(app.url("/api/v1/instances")).bearer_auth(&ingest).json(&body).send().await;
+    assert_eq!(registered.expect("answer").status(), 201);
+    let password = app.add_user("vera", app::model::identity::Role::Viewer).await;
+    let (viewer, _) = app.sign_in("vera", &password).await;
+    influx.stop();
+
+    let page = viewer.get(app.url("/services/web")).send().await.expect("answer");
+    assert_eq!(page.status(), 200, "one panel's store being down doesn't fail the page");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("the traffic charts could not be loaded"), "the panel says so");
+    assert!(html.contains("127.0.0.1"), "the instances still show");
+
+    let api = viewer.get(app.url("/api/v1/metrics/services/web")).send().await.expect("answer");
+    assert_eq!(api.status(), 503, "the API still says what happened");
+}
