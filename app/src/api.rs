@@ -13,6 +13,7 @@ use crate::model::identity::{NewToken, NewUser, Role, Scope, UserUpdate, Usernam
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    charts::{NodeMetrics, ServiceMetrics, WindowQuery},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
     logs::{LogPage, LogQuery},
@@ -61,6 +62,14 @@ impl From<crate::backend::BackendError> for UiError {
     }
 }
 
+/// For data that is one panel of a page (charts): a refusal (4xx) still sets the page's status,
+/// but a store being down (5xx) is told inside the panel and the page stays a 200 — the rest of
+/// it (instances, changes) is fine.
+#[cfg(feature = "ssr")]
+fn panel_error(e: crate::backend::BackendError) -> UiError {
+    if e.status < 500 { e.into() } else { UiError { status: e.status, message: e.message } }
+}
+
 /// The current readiness of opsdeck's stores, checked live on the server (public, like `/readyz`).
 #[server(prefix = "/_fn")]
 pub async fn get_readiness() -> Result<Readiness, UiError> {
@@ -97,6 +106,18 @@ pub async fn get_logs(query: LogQuery) -> Result<LogPage, UiError> {
 #[server(prefix = "/_fn")]
 pub async fn get_trace(trace_id: String) -> Result<TraceView, UiError> {
     Ok(backend()?.trace(trace_id).await?)
+}
+
+/// The traffic charts of a service (request rate, error rate, latency per version).
+#[server(prefix = "/_fn")]
+pub async fn get_service_metrics(service: String, window: WindowQuery) -> Result<ServiceMetrics, UiError> {
+    backend()?.service_metrics(service, window).await.map_err(panel_error)
+}
+
+/// A node's CPU and memory charts and the instances on it.
+#[server(prefix = "/_fn")]
+pub async fn get_node_metrics(cluster: String, node: String, window: WindowQuery) -> Result<NodeMetrics, UiError> {
+    backend()?.node_metrics(cluster, node, window).await.map_err(panel_error)
 }
 
 #[server(prefix = "/_fn")]

@@ -6,6 +6,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use crate::model::{
     Readiness,
     audit::{AuditFilter, AuditPage},
+    charts::{NodeMetrics, ServiceMetrics, WindowQuery},
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
     logs::{LogPage, LogQuery},
@@ -47,6 +48,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Every line of a trace and the path it took (needs read).
     fn trace(&self, trace_id: String) -> BoxFuture<'_, BackendResult<TraceView>>;
+
+    /// A service's request metrics per version over a window (needs read).
+    fn service_metrics(&self, service: String, window: WindowQuery) -> BoxFuture<'_, BackendResult<ServiceMetrics>>;
+
+    /// A node's CPU and memory over a window, and its instances (needs read).
+    fn node_metrics(
+        &self,
+        cluster: String,
+        node: String,
+        window: WindowQuery,
+    ) -> BoxFuture<'_, BackendResult<NodeMetrics>>;
 
     /// Users and tokens (need admin).
     fn users(&self) -> BoxFuture<'_, BackendResult<Vec<UserSummary>>>;

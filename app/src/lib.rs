@@ -27,6 +27,7 @@ use crate::pages::{
     audit::AuditPage,
     login::LoginPage,
     logs::LogsPage,
+    nodes::NodePage,
     not_found::NotFound,
     overview::OverviewPage,
     services::{ServicePage, ServicesPage},
@@ -70,6 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=(StaticSegment("services"), ParamSegment("name")) view=ServicePage />
                     <Route path=StaticSegment("logs") view=LogsPage />
                     <Route path=(StaticSegment("traces"), ParamSegment("trace_id")) view=TracePage />
+                    <Route path=(StaticSegment("nodes"), ParamSegment("cluster"), ParamSegment("node")) view=NodePage />
                     <Route path=StaticSegment("audit") view=AuditPage />
                     <Route path=StaticSegment("admin") view=AdminPage />
                 </Routes>

@@ -43,6 +43,10 @@ impl Application {
             format!("cannot listen on {} (--listen / OPSDECK_LISTEN): is the port taken?", settings.http.listen)
         })?;
         let log_tail = crate::logs::tail::LogTailHub::default();
+        let metrics = crate::metrics::Metrics::new(
+            settings.metrics.buffer_points as usize,
+            vec![Box::new(crate::logs::tail::TailCollector(log_tail.clone()))],
+        );
         let state = AppState {
             db,
             influx,
@@ -50,11 +54,8 @@ impl Application {
             auth: std::sync::Arc::new(settings.auth.clone()),
             logs: std::sync::Arc::new(settings.logs.clone()),
             round_robin: std::sync::Arc::default(),
-            events: crate::events::EventHub::default(),
-            metrics: crate::metrics::Metrics::new(
-                settings.metrics.buffer_points as usize,
-                vec![Box::new(crate::logs::tail::TailCollector(log_tail.clone()))],
-            ),
+            events: crate::events::EventHub::new(metrics.own.workers.event_delivery.clone()),
+            metrics,
             log_tail,
             stopping: tokio_util::sync::CancellationToken::new(),
         };
@@ -86,6 +87,7 @@ impl Application {
                 self.state.db.clone(),
                 self.state.influx.clone(),
                 self.state.events.clone(),
+                self.state.metrics.own.workers.checker.clone(),
             )),
             tokio::spawn(crate::logs::partitions::run(self.state.db.clone(), self.state.logs.retention)),
         ];

@@ -10,6 +10,7 @@ use app::{
     model::{
         Readiness,
         audit::{AuditFilter, AuditPage},
+        charts::{NodeMetrics, ServiceMetrics, WindowQuery},
         health::{ServiceDetail, TopologyView},
         identity::{
             CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
@@ -142,6 +143,32 @@ impl Backend for ServerBackend {
             let parts = parts?;
             self.allowed(&parts, Scope::Read, None).await?;
             crate::logs::trace::load(&self.state, &trace_id).await.map_err(refused)
+        })
+    }
+
+    fn service_metrics(&self, service: String, window: WindowQuery) -> BoxFuture<'_, BackendResult<ServiceMetrics>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let window = crate::charts::window(&window).map_err(refused)?;
+            crate::charts::service_metrics(&self.state.db, &self.state.influx, &service, window).await.map_err(refused)
+        })
+    }
+
+    fn node_metrics(
+        &self,
+        cluster: String,
+        node: String,
+        window: WindowQuery,
+    ) -> BoxFuture<'_, BackendResult<NodeMetrics>> {
+        let parts = request_parts();
+        Box::pin(async move {
+            let parts = parts?;
+            self.allowed(&parts, Scope::Read, None).await?;
+            let window = crate::charts::window(&window).map_err(refused)?;
+            let (db, influx) = (&self.state.db, &self.state.influx);
+            crate::charts::node_metrics(db, influx, &cluster, &node, window).await.map_err(refused)
         })
     }
 

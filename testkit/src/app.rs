@@ -99,6 +99,8 @@ impl TestEnv {
 pub struct TestApp {
     pub address: String,
     pub http: reqwest::Client,
+    /// The app's own pool and client: their connections live on the app's runtime, so use them
+    /// while it runs; after it has stopped, open new ones (`InfluxClient::new(influx.config().clone())`).
     pub db: sqlx::PgPool,
     pub influx: InfluxClient,
     pub state: opsdeck::state::AppState,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod charts;
 mod logs;
 mod overview;
 mod topology;

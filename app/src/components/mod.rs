@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit_log;
+pub mod chart;
 pub mod event_feed;
 pub mod live;
 pub mod log_line;
@@ -11,4 +12,5 @@ pub mod shell;
 pub mod status;
 pub mod theme;
 pub mod timestamp;
+pub mod traffic;
 pub mod user_menu;

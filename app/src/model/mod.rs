@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod charts;
 pub mod events;
 pub mod health;
 pub mod identity;

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod audit;
 pub mod login;
 pub mod logs;
+pub mod nodes;
 pub mod not_found;
 pub mod overview;
 pub mod services;

@@ -3,15 +3,22 @@
 //! and its recent state changes with their reasons. Both refetch when the event stream says
 //! something changed.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{get_service_detail, get_topology};
+use crate::components::chart::{ChartSeries, TimeChart, Unit};
 use crate::components::event_feed::{Freshness, use_event_feed};
 use crate::components::status::{Status, StatusMark};
 use crate::components::timestamp::Timestamp;
-use crate::model::health::{ProbeBucket, ServiceDetail, ServiceSummary, VersionHistory};
+use crate::components::traffic::TrafficPanel;
+use crate::model::charts::{ChartMarker, MarkerKind, TimeWindow};
+use crate::model::health::{HealthChangeRecord, ProbeBucket, ServiceDetail, ServiceSummary, VersionHistory};
+use crate::model::topology::InstanceHealth;
 use crate::pages::topology::{LoadError, describe_counts, service_hue};
 
 #[component]
@@ -112,6 +119,7 @@ pub fn ServicePage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <TrafficPanel service=name feed />
         </section>
     }
 }
@@ -128,7 +136,7 @@ fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
                 <tr data-instance=i.id.clone() data-health=i.health.as_str()>
                     <td class="mono">{format!("{}:{}", i.host, i.port)}</td>
                     <td>{i.version.clone()}</td>
-                    <td>{format!("{}/{}", i.cluster, i.node)}</td>
+                    <td><a href=crate::pages::nodes::node_href(&i.cluster, &i.node)>{format!("{}/{}", i.cluster, i.node)}</a></td>
                     <td><StatusMark status label=i.health.as_str() /></td>
                     <td class="detail">{i.health_reason.clone().unwrap_or_else(|| "—".into())}</td>
                     <td>{i.breaker.label()}</td>
@@ -157,7 +165,8 @@ fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
         (Some(error), _) => view! { <p class="notice is-degraded">"▲ " {error.clone()}</p> }.into_any(),
         (None, true) => view! { <p class="muted">"No health checks recorded in the last hour."</p> }.into_any(),
         (None, false) => {
-            detail.history.iter().cloned().map(|history| view! { <ProbeChart history /> }).collect_view().into_any()
+            view! { <ProbeCharts history=detail.history.clone() changes=detail.changes.clone() to=detail.generated_at /> }
+                .into_any()
         }
     };
     view! {
@@ -201,96 +210,54 @@ fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
     }
 }
 
-const CHART_W: f64 = 720.0;
-const CHART_H: f64 = 140.0;
-const PAD_L: f64 = 56.0;
-const PAD_R: f64 = 56.0;
-const PAD_T: f64 = 10.0;
-const PAD_B: f64 = 24.0;
-
-/// One version's last hour: failed probes as bars (right axis, % of probes) and p95 check
-/// latency as a line (left axis, ms). Minutes without probes are gaps, not zeros; every bucket
-/// has a hover title with its numbers.
+/// The last hour of health checks, per version: the share of failed probes and the p95 check
+/// latency, one line per version, with the service's health changes marked. Minutes without
+/// probes are gaps, not zeros.
 #[component]
-fn ProbeChart(history: VersionHistory) -> impl IntoView {
-    let buckets = history.buckets;
-    let (Some(first), Some(last)) = (buckets.first().map(|b| b.at), buckets.last().map(|b| b.at)) else {
-        return view! { <p class="muted">{format!("{}: no probes", history.version)}</p> }.into_any();
-    };
-    let span = ((last - first).num_seconds().max(60)) as f64;
-    let plot_w = CHART_W - PAD_L - PAD_R;
-    let plot_h = CHART_H - PAD_T - PAD_B;
-    let x = |b: &ProbeBucket| PAD_L + ((b.at - first).num_seconds() as f64 / span) * plot_w;
-    let max_latency = buckets.iter().filter_map(|b| b.p95_latency_ms).fold(1.0_f64, f64::max) * 1.1;
-    let bar_w = (plot_w / buckets.len().max(1) as f64).clamp(2.0, 14.0) - 1.0;
-    let bars = buckets
-        .iter()
-        .map(|b| {
-            let share = if b.probes == 0 { None } else { Some(f64::from(b.failed) / f64::from(b.probes)) };
-            let title = match (share, b.p95_latency_ms) {
-                (None, _) => format!("{} UTC: no probes", b.at.format("%H:%M")),
-                (Some(s), latency) => format!(
-                    "{} UTC: {} probes, {} failed ({:.0} %), p95 {}",
-                    b.at.format("%H:%M"),
-                    b.probes,
-                    b.failed,
-                    s * 100.0,
-                    latency.map(|l| format!("{l:.1} ms")).unwrap_or_else(|| "—".into())
-                ),
-            };
-            let height = share.map_or(0.0, |s| (s * plot_h).max(if s > 0.0 { 2.0 } else { 0.0 }));
-            let bx = x(b) - bar_w / 2.0;
-            view! {
-                <g class="chart-bucket">
-                    <rect class="chart-hover" x=bx y=PAD_T width=bar_w.max(1.0) height=plot_h><title>{title}</title></rect>
-                    {(height > 0.0).then(|| view! { <rect class="chart-failed" x=bx y=PAD_T + plot_h - height width=bar_w.max(1.0) height=height /> })}
-                </g>
-            }
-        })
-        .collect_view();
-    // The latency line, broken where minutes have no probes.
-    let mut segments: Vec<Vec<String>> = vec![Vec::new()];
-    for b in &buckets {
-        match b.p95_latency_ms {
-            Some(latency) => {
-                let y = PAD_T + plot_h - (latency / max_latency) * plot_h;
-                if let Some(segment) = segments.last_mut() {
-                    segment.push(format!("{:.1},{:.1}", x(b), y));
+fn ProbeCharts(history: Vec<VersionHistory>, changes: Vec<HealthChangeRecord>, to: DateTime<Utc>) -> impl IntoView {
+    let window = TimeWindow { from: to - chrono::Duration::hours(1), to, bucket_seconds: 60, preset: None };
+    let buckets = window.bucket_starts();
+    let index: HashMap<i64, usize> = buckets.iter().enumerate().map(|(i, at)| (at.timestamp_millis(), i)).collect();
+    let lay = |value: fn(&ProbeBucket) -> Option<f64>| -> Vec<ChartSeries> {
+        history
+            .iter()
+            .map(|h| {
+                let mut values = vec![None; buckets.len()];
+                for bucket in &h.buckets {
+                    if let Some(&i) = index.get(&bucket.at.timestamp_millis()) {
+                        values[i] = value(bucket);
+                    }
                 }
-            }
-            None => segments.push(Vec::new()),
-        }
-    }
-    let lines = segments
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .map(|points| view! { <polyline class="chart-latency" points=points.join(" ") /> })
-        .collect_view();
-    let bottom = PAD_T + plot_h;
+                ChartSeries { label: h.version.clone(), values }
+            })
+            .collect()
+    };
+    let failed = lay(|b| (b.probes > 0).then(|| f64::from(b.failed) / f64::from(b.probes) * 100.0));
+    let latency = lay(|b| b.p95_latency_ms);
+    let markers: Vec<ChartMarker> = changes
+        .iter()
+        .rev()
+        .map(|c| ChartMarker {
+            kind: if c.to == InstanceHealth::Healthy { MarkerKind::HealthUp } else { MarkerKind::HealthDown },
+            at: c.at,
+            label: format!(
+                "{} {} on {}: {} → {} — {}",
+                c.address,
+                c.version,
+                c.node,
+                c.from.as_str(),
+                c.to.as_str(),
+                c.reason
+            ),
+        })
+        .collect();
+    let empty = "No health checks in this hour";
     view! {
-        <figure class="chart">
-            <figcaption>
-                <strong>{history.version.clone()}</strong>
-                " — "
-                <span class="legend-latency">"── p95 check latency (ms, left)"</span>
-                " · "
-                <span class="legend-failed">"▮ failed probes (% of probes, right)"</span>
-            </figcaption>
-            <svg viewBox=format!("0 0 {CHART_W} {CHART_H}") class="chart-svg" role="img"
-                aria-label=format!("Health checks of {} over the last hour", history.version)>
-                <line class="chart-axis" x1=PAD_L y1=bottom x2=CHART_W - PAD_R y2=bottom />
-                <line class="chart-axis" x1=PAD_L y1=PAD_T x2=PAD_L y2=bottom />
-                <line class="chart-axis" x1=CHART_W - PAD_R y1=PAD_T x2=CHART_W - PAD_R y2=bottom />
-                <text class="chart-tick" x=PAD_L - 4.0 y=PAD_T + 8.0 text-anchor="end">{format!("{max_latency:.0} ms")}</text>
-                <text class="chart-tick" x=PAD_L - 4.0 y=bottom text-anchor="end">"0 ms"</text>
-                <text class="chart-tick" x=CHART_W - PAD_R + 4.0 y=PAD_T + 8.0>"100 %"</text>
-                <text class="chart-tick" x=CHART_W - PAD_R + 4.0 y=bottom>"0 %"</text>
-                <text class="chart-tick" x=PAD_L y=CHART_H - 6.0>{format!("{} UTC", first.format("%H:%M"))}</text>
-                <text class="chart-tick" x=CHART_W - PAD_R y=CHART_H - 6.0 text-anchor="end">{format!("{} UTC", last.format("%H:%M"))}</text>
-                {bars}
-                {lines}
-            </svg>
-        </figure>
+        <div class="chart-grid-layout">
+            <TimeChart title="Failed health checks" unit=Unit::Percent buckets=buckets.clone() bucket_seconds=60 to
+                series=failed markers=markers.clone() y_max=100.0 empty_text=empty />
+            <TimeChart title="p95 check latency" unit=Unit::Milliseconds buckets bucket_seconds=60 to
+                series=latency markers empty_text=empty />
+        </div>
     }
-    .into_any()
 }

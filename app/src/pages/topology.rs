@@ -271,7 +271,9 @@ fn Node(cluster: String, node: NodeView, picked: RwSignal<Option<Picked>>) -> im
         <article class=format!("node {}", status.class()) id=anchor data-node=node.name.clone()>
             <header class="node-head">
                 <StatusMark status label=node.health.as_str() />
-                <strong class="node-name">{node.name.clone()}</strong>
+                <a class="node-name" href=crate::pages::nodes::node_href(&cluster, &node.name)>
+                    <strong>{node.name.clone()}</strong>
+                </a>
                 <span class="node-address muted">{node.address.clone().unwrap_or_default()}</span>
             </header>
             {root_cause}
@@ -375,7 +377,13 @@ fn InstanceDetails(picked: RwSignal<Option<Picked>>) -> impl IntoView {
                         <dt>"Instance id"</dt>
                         <dd class="mono">{p.cell.id.clone()}</dd>
                     </dl>
-                    <a href=format!("/services/{}", p.service)>{format!("Open service {} →", p.service)}</a>
+                    <p class="details-links">
+                        <a href=format!("/services/{}", p.service)>{format!("Open service {} →", p.service)}</a>
+                        " · "
+                        <a href=crate::pages::nodes::node_href(&p.cluster, &p.node)>
+                            {format!("Open node {}/{} →", p.cluster, p.node)}
+                        </a>
+                    </p>
                 </aside>
             }
         })

@@ -9,7 +9,7 @@ use app::model::identity::{NewToken, Scope};
 use super::{
     DemoSettings,
     fleet::{Fleet, Launch, MemberStatus, ProcessState},
-    plan::FleetPlan,
+    plan::{FleetPlan, MemberKind},
 };
 use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, startup::Application};
 
@@ -46,14 +46,35 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         );
     }
 
+    let mut services: Vec<String> =
+        plan.instances.iter().filter(|i| i.kind == MemberKind::Service).map(|i| i.service.clone()).collect();
+    services.sort_unstable();
+    services.dedup();
+    let discoverable = until_discoverable(dashboard_url.clone(), token.clone(), services);
     let launch = Launch {
         exe: std::env::current_exe().context("cannot find this program's own path to start the demo services")?,
         opsdeck_url: format!("http://{}", reachable(dashboard)),
         token,
         log_format,
     };
+    let traffic_targets =
+        if settings.traffic_targets.is_empty() { entry_points(&plan) } else { settings.traffic_targets.clone() };
     let fleet = Arc::new(Fleet::new(launch, plan)?);
     let started = fleet.start_all().await;
+    let stop_traffic = tokio_util::sync::CancellationToken::new();
+    let traffic_rps = settings.traffic_rps;
+    let traffic = tokio::spawn({
+        let stop = stop_traffic.clone();
+        async move {
+            // Not before the services can find each other, or the first requests fail only
+            // because the fleet is still starting.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = discoverable => {}
+            }
+            super::traffic::run(traffic_targets, traffic_rps, stop).await;
+        }
+    });
     let (stop_control, control_stop) = tokio::sync::oneshot::channel::<()>();
     let mut control_task = tokio::spawn(super::control::serve(control_listener, fleet.clone(), async move {
         let _ = control_stop.await;
@@ -66,7 +87,9 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         ended = &mut dashboard_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the dashboard stopped by itself"))),
         ended = &mut control_task => Err(flatten(ended).err().unwrap_or_else(|| anyhow::anyhow!("the control API stopped by itself"))),
     };
-    tracing::info!("stopping the demo fleet (each service deregisters), then the dashboard");
+    tracing::info!("stopping the demo traffic and fleet (each service deregisters), then the dashboard");
+    stop_traffic.cancel();
+    let _ = traffic.await;
     fleet.stop_all().await;
     let (actor, context) = (Actor::system("opsdeck demo"), RequestContext::default());
     if let Err(error) = crate::auth::tokens::revoke(&db, token_id, &actor, &context).await {
@@ -134,9 +157,53 @@ async fn tune_checks(db: &sqlx::PgPool, dashboard_url: &str, plan: &FleetPlan) -
     outcome
 }
 
-/// The token the fleet registers with: ingest only, expiring by itself, revoked when the demo stops.
+/// Completes when every service has a healthy instance in discovery (asked through the public
+/// API, with the fleet's token), or after a minute anyway (with a warning).
+async fn until_discoverable(dashboard_url: String, token: String, services: Vec<String>) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+    let Ok(http) = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build() else { return };
+    let healthy = |service: String| {
+        let request = http.get(format!("{dashboard_url}/api/v1/discovery/{service}")).bearer_auth(&token);
+        async move {
+            let found: Option<app::model::topology::Discovery> = request.send().await.ok()?.json().await.ok();
+            found.is_some_and(|d| !d.endpoints.is_empty()).then_some(())
+        }
+    };
+    let all_healthy = async {
+        let mut polls = tokio::time::interval(std::time::Duration::from_millis(500));
+        loop {
+            polls.tick().await;
+            let mut missing = false;
+            for service in &services {
+                missing = missing || healthy(service.clone()).await.is_none();
+            }
+            if !missing {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(PATIENCE, all_healthy).await.is_err() {
+        tracing::warn!(?services, "not every demo service is healthy after a minute; starting the demo traffic anyway");
+    }
+}
+
+/// `GET /checkout` on every instance of the entry service: where the load generator sends.
+fn entry_points(plan: &FleetPlan) -> Vec<url::Url> {
+    plan.instances
+        .iter()
+        .filter(|i| i.kind == MemberKind::Service && i.service == super::plan::ENTRY_SERVICE)
+        .filter_map(|i| url::Url::parse(&format!("http://{}{}", i.address, super::work::CHECKOUT_PATH)).ok())
+        .collect()
+}
+
+/// The token the fleet uses: *ingest* to register, heartbeat and send logs and metrics, *read*
+/// to find each other through discovery; expiring by itself, revoked when the demo stops.
 async fn create_token(db: &sqlx::PgPool) -> anyhow::Result<(i64, String)> {
-    let request = NewToken { name: "opsdeck demo fleet".into(), scopes: vec![Scope::Ingest], expires_in_days: Some(1) };
+    let request = NewToken {
+        name: "opsdeck demo fleet".into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        expires_in_days: Some(1),
+    };
     let created = crate::auth::tokens::create(db, &request, &Actor::system("opsdeck demo"), &RequestContext::default())
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the demo fleet's ingest token: {error}"))?;
@@ -163,6 +230,11 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
     let example = started.first().map(|s| s.spec.id.as_str()).unwrap_or("web-v1@east-1");
     let node = started.first().map(|s| s.spec.node.as_str()).unwrap_or("east-1");
     let running = started.iter().filter(|s| s.state == ProcessState::Running).count();
+    let entry = started
+        .iter()
+        .find(|s| s.spec.service == super::plan::ENTRY_SERVICE)
+        .map(|s| s.spec.address.to_string())
+        .unwrap_or_else(|| "127.0.1.1:8100".into());
     println!(
         "\nopsdeck demo: {running} of {} demo instances started\n\
          \n  dashboard     http://{dashboard}/\n  control API   http://{control}/   (the fleet as a table)\n\
@@ -173,6 +245,8 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
          \n  curl -s -X POST http://{control}/nodes/{node}/start                     # start them again\
          \n  curl -s -X POST http://{control}/instances/{example}/start              # start one stopped instance\
          \n  curl -s -X POST http://{control}/instances/{example}/stop               # SIGTERM: it deregisters and exits\
+         \n  curl -si http://{entry}/checkout                                   # one request through the chain; x-trace-id names its trace\
+         \n  (its log lines: GET http://{dashboard}/api/v1/logs?trace_id=… with a read token)\
          \n\nCtrl-C stops everything.\n",
         started.len()
     );

@@ -94,10 +94,13 @@ pub struct Fleet {
     launch: Launch,
     members: Mutex<Vec<Member>>,
     http: reqwest::Client,
+    /// Which service each service calls, for the callees this fleet runs.
+    callees: std::collections::HashMap<String, String>,
 }
 
 impl Fleet {
     pub fn new(launch: Launch, plan: FleetPlan) -> anyhow::Result<Self> {
+        let callees = plan.callees();
         let members = plan
             .instances
             .into_iter()
@@ -107,7 +110,7 @@ impl Fleet {
             })
             .collect();
         let http = reqwest::Client::builder().timeout(SERVICE_CALL_TIMEOUT).build().context("an HTTP client")?;
-        Ok(Self { launch, members: Mutex::new(members), http })
+        Ok(Self { launch, members: Mutex::new(members), http, callees })
     }
 
     fn spawn(&self, spec: &InstanceSpec) -> anyhow::Result<Child> {
@@ -118,7 +121,8 @@ impl Fleet {
                 .arg("demo-service")
                 .args(["--service", &spec.service, "--service-version", &spec.version])
                 .args(["--cluster", &spec.cluster, "--node", &spec.node])
-                .args(["--listen", &spec.address.to_string()]),
+                .args(["--listen", &spec.address.to_string()])
+                .args(self.callees.get(&spec.service).iter().flat_map(|callee| ["--calls", callee.as_str()])),
             MemberKind::Agent => command.arg("agent").args(["--cluster", &spec.cluster, "--node", &spec.node]).args([
                 "--address",
                 &spec.address.ip().to_string(),

@@ -6,14 +6,25 @@
 //! [`plan`] says which instances run where, [`fleet`] starts and supervises them (restarting none
 //! by itself: a failure stays visible until someone acts), [`control`] is the small HTTP API
 //! people use to break and mend things, and [`command`] runs it all with the dashboard.
+//!
+//! The services do real work ([`work`]: web → api → payments on `GET /checkout`, each callee
+//! found through discovery by [`downstream`]), carry a W3C trace across the calls ([`trace`]),
+//! and send their log lines and `http_requests` points to opsdeck ([`telemetry`], through the
+//! bounded [`outbox`]es); [`traffic`] is the demo's steady load.
 
 pub mod command;
 pub mod control;
+pub mod downstream;
 pub mod fleet;
 pub mod mode;
+pub mod outbox;
 pub mod plan;
 pub mod registrar;
 pub mod service;
+pub mod telemetry;
+pub mod trace;
+pub mod traffic;
+pub mod work;
 
 use std::net::SocketAddr;
 
@@ -44,6 +55,26 @@ pub struct DemoSettings {
     /// First port of the demo services: service n (web 0, api 1, payments 2), version m (v1 0, v2 1) listens on base + 10·n + m.
     #[arg(long = "service-port-base", env = "OPSDECK_DEMO_SERVICE_PORT_BASE", default_value_t = 8100, value_parser = clap::value_parser!(u16).range(1024..=65000), help_heading = "Demo")]
     pub service_port_base: u16,
+
+    /// Requests per second the demo's load generator sends to each target (`GET /checkout` on
+    /// every web instance unless `--traffic-target` says otherwise); 0 turns it off.
+    #[arg(long = "traffic-rps", env = "OPSDECK_DEMO_TRAFFIC_RPS", default_value_t = 2.0, value_parser = parse_rps, help_heading = "Demo")]
+    pub traffic_rps: f64,
+
+    /// Where the load generator sends its requests (repeatable), instead of the web instances,
+    /// e.g. a router in front of them: `--traffic-target http://127.0.0.1:8080/checkout`.
+    #[arg(long = "traffic-target", env = "OPSDECK_DEMO_TRAFFIC_TARGETS", value_delimiter = ',', help_heading = "Demo")]
+    pub traffic_targets: Vec<url::Url>,
+}
+
+/// A request rate between 0 (off) and 100 per second.
+fn parse_rps(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number of requests per second"))?;
+    if (0.0..=100.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is outside 0 (off) to 100 requests per second"))
+    }
 }
 
 /// The shape of the demo fleet.
@@ -53,4 +84,19 @@ pub enum FleetSize {
     Full,
     /// One cluster, two nodes, one service: quick to start (tests, slow machines).
     Small,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traffic_rate_is_a_number_from_zero_to_a_hundred() {
+        assert_eq!(parse_rps("0"), Ok(0.0));
+        assert_eq!(parse_rps(" 2.5 "), Ok(2.5));
+        assert_eq!(parse_rps("100"), Ok(100.0));
+        for refused in ["-1", "100.5", "lots", "", "NaN", "inf"] {
+            assert!(parse_rps(refused).is_err(), "{refused:?} was accepted");
+        }
+    }
 }

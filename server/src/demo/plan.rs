@@ -20,6 +20,10 @@ const PLACEMENT: [(u16, u16, &[u8]); 6] =
 /// node gets an address of its own without any set-up.
 const CLUSTERS: [(&str, u8); 2] = [("east", 1), ("west", 2)];
 const NODES_PER_CLUSTER: u8 = 3;
+/// Who calls whom on `GET /checkout`: web → api → payments.
+const CALLS: [(&str, &str); 2] = [("web", "api"), ("api", "payments")];
+/// The service the load generator sends traffic to: the entry of the call chain.
+pub const ENTRY_SERVICE: &str = "web";
 
 /// What a fleet member is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +58,17 @@ pub struct FleetPlan {
 }
 
 impl FleetPlan {
+    /// Which service each service of this fleet calls, leaving out callees it doesn't run (the
+    /// small fleet has only web, whose requests then stay within web).
+    pub fn callees(&self) -> std::collections::HashMap<String, String> {
+        let runs = |service: &str| self.instances.iter().any(|i| i.kind == MemberKind::Service && i.service == service);
+        CALLS
+            .iter()
+            .filter(|(caller, callee)| runs(caller) && runs(callee))
+            .map(|(caller, callee)| ((*caller).to_owned(), (*callee).to_owned()))
+            .collect()
+    }
+
     /// The fleet of this size, with ports from `port_base` (fixed per service and version, so a
     /// restarted instance comes back at the same address).
     pub fn new(size: FleetSize, port_base: u16) -> Self {
@@ -145,6 +160,15 @@ mod tests {
         assert_eq!(east_1.address, "127.0.1.1:8100".parse().expect("address"));
         let payments = plan.instances.iter().find(|i| i.id == "payments-v2@west-2").expect("payments v2 on west-2");
         assert_eq!(payments.address, "127.0.2.2:8121".parse().expect("address"));
+    }
+
+    #[test]
+    fn in_the_full_fleet_web_calls_api_which_calls_payments_and_in_the_small_one_nobody_is_called() {
+        let full = FleetPlan::new(FleetSize::Full, 8100).callees();
+        let mut chain: Vec<_> = full.iter().map(|(caller, callee)| format!("{caller} → {callee}")).collect();
+        chain.sort();
+        assert_eq!(chain, ["api → payments", "web → api"]);
+        assert!(FleetPlan::new(FleetSize::Small, 8100).callees().is_empty(), "the small fleet runs only web");
     }
 
     #[test]

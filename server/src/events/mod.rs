@@ -5,6 +5,7 @@
 
 pub mod stream;
 
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::{
     Arc,
     atomic::{AtomicI64, Ordering},
@@ -113,15 +114,15 @@ fn decode(id: i64, at: chrono::DateTime<chrono::Utc>, kind: &str, payload: serde
 pub struct EventHub {
     sender: broadcast::Sender<Arc<Event>>,
     last_id: Arc<AtomicI64>,
-}
-
-impl Default for EventHub {
-    fn default() -> Self {
-        Self { sender: broadcast::channel(FAN_OUT_CAPACITY).0, last_id: Arc::default() }
-    }
+    /// Observes each event's delivery lag (for `/metrics`).
+    delivery_lag: Histogram,
 }
 
 impl EventHub {
+    pub fn new(delivery_lag: Histogram) -> Self {
+        Self { sender: broadcast::channel(FAN_OUT_CAPACITY).0, last_id: Arc::default(), delivery_lag }
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.sender.subscribe()
     }
@@ -136,6 +137,8 @@ impl EventHub {
             return;
         }
         self.last_id.store(event.id, Ordering::SeqCst);
+        let lag = (chrono::Utc::now() - event.at).to_std().unwrap_or_default();
+        self.delivery_lag.observe(lag.as_secs_f64());
         // No subscribers is fine: nobody is watching.
         let _ = self.sender.send(Arc::new(event));
     }

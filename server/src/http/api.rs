@@ -25,7 +25,7 @@ use crate::state::AppState;
         (name = "audit", description = "The append-only record of every action and refusal"),
         (name = "topology", description = "Service discovery: registration, heartbeats, healthy endpoints"),
         (name = "events", description = "Live changes as Server-Sent Events"),
-        (name = "metrics", description = "Metrics ingest (InfluxDB line protocol)"),
+        (name = "metrics", description = "Metrics ingest (InfluxDB line protocol) and chart queries"),
         (name = "logs", description = "Log lines: NDJSON ingest and search"),
     )
 )]
@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::topology::api_routes())
         .merge(crate::events::routes())
         .merge(crate::metrics::routes())
+        .merge(crate::charts::routes())
         .merge(crate::logs::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())

@@ -33,7 +33,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                // Every answer at debug: agents and services post every second, so access lines
+                // at info would bury everything else (counts and latencies are in /metrics);
+                // failures are still logged at error by the layer's on_failure.
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(CompressionLayer::new())

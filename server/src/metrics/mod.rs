@@ -11,6 +11,7 @@
 mod buffer;
 mod prometheus;
 mod registry_tags;
+pub mod workers;
 
 use std::sync::Arc;
 

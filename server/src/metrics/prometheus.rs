@@ -27,7 +27,7 @@ use prometheus_client::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::Buffer;
+use super::{Buffer, workers::WorkerMetrics};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +45,8 @@ type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 #[derive(Debug, Clone)]
 pub struct OwnMetrics {
     registry: Arc<Registry>,
+    /// The background workers' instruments (they hold clones).
+    pub workers: WorkerMetrics,
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
 }
@@ -72,7 +74,8 @@ impl OwnMetrics {
         );
         registry.register_collector(Box::new(BufferCollector(buffer)));
         collectors.into_iter().for_each(|collector| registry.register_collector(collector));
-        Self { registry: Arc::new(registry), requests, latency }
+        let workers = WorkerMetrics::new(&mut registry);
+        Self { registry: Arc::new(registry), workers, requests, latency }
     }
 
     fn observe(&self, labels: RequestLabels, started: Instant) {

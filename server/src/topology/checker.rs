@@ -23,6 +23,7 @@ use super::verdicts::{Verdict, store_verdicts};
 use crate::{
     events::EventHub,
     influx::{InfluxClient, Point},
+    metrics::workers::CheckerMetrics,
     resilience::{Backoff, BreakerConfig, CircuitBreaker},
 };
 
@@ -116,7 +117,7 @@ pub async fn probe(http: &reqwest::Client, url: &str, timeout: Duration) -> Prob
 
 /// The checker in a replica: waits to become the leader (an advisory lock held on a connection
 /// of its own), checks while it leads, and steps down if that connection is lost.
-pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub) {
+pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub, metrics: CheckerMetrics) {
     let mut waiting_logged = false;
     loop {
         let mut lock = match db.acquire().await {
@@ -141,6 +142,7 @@ pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub) {
             continue;
         }
         tracing::info!("this replica runs the health checks now");
+        metrics.leading.set(1);
         waiting_logged = false;
         let still_leading = async {
             loop {
@@ -152,9 +154,11 @@ pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub) {
             }
         };
         tokio::select! {
-            () = check(db.clone(), influx.clone(), events.clone()) => {}
+            () = check(db.clone(), influx.clone(), events.clone(), &metrics) => {}
             () = still_leading => {}
         }
+        metrics.leading.set(0);
+        metrics.targets.set(0);
     }
 }
 
@@ -168,7 +172,7 @@ fn changes_targets(kind: &EventKind) -> bool {
 }
 
 /// Checks every instance while this replica leads.
-async fn check(db: PgPool, influx: InfluxClient, events: EventHub) {
+async fn check(db: PgPool, influx: InfluxClient, events: EventHub, metrics: &CheckerMetrics) {
     let mut changes = events.subscribe();
     let http = reqwest::Client::builder()
         .user_agent(concat!("opsdeck-health-checker/", env!("CARGO_PKG_VERSION")))
@@ -200,7 +204,10 @@ async fn check(db: PgPool, influx: InfluxClient, events: EventHub) {
             _ = reload.tick() => {
                 if stale || loaded_at.elapsed() >= RELOAD_EVERY {
                     match load(&db, &mut targets).await {
-                        Ok(()) => (stale, loaded_at) = (false, Instant::now()),
+                        Ok(()) => {
+                            (stale, loaded_at) = (false, Instant::now());
+                            metrics.targets.set(i64::try_from(targets.len()).unwrap_or(i64::MAX));
+                        }
                         Err(error) => tracing::warn!(%error, "could not load the health-check targets; keeping the last list"),
                     }
                 }
@@ -222,6 +229,7 @@ async fn check(db: PgPool, influx: InfluxClient, events: EventHub) {
                         continue;
                     }
                     state.probing = true;
+                    metrics.lateness.observe(now.saturating_duration_since(state.next_due).as_secs_f64());
                     let (id, url, timeout, http, limit, results) = (*id, state.target.url.clone(), state.target.timeout, http.clone(), limit.clone(), results_tx.clone());
                     tokio::spawn(async move {
                         let _permit = limit.acquire_owned().await;
@@ -232,6 +240,7 @@ async fn check(db: PgPool, influx: InfluxClient, events: EventHub) {
             }
             Some((id, outcome)) = results.recv() => {
                 let Some(state) = targets.get_mut(&id) else { continue };
+                metrics.probed(matches!(outcome, Probe::Up { .. }));
                 points.push(probe_point(&state.target, &outcome));
                 let breaker_before = resting(state.breaker.state());
                 let change = apply(state, &outcome);

@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use testkit::{TestApp, TestEnv, free_port, wait_until};
 use tokio::io::AsyncBufReadExt;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `opsdeck` process whose output lines are collected as they come (a full pipe would
 /// stop it), killed if the test ends before it does.
-struct Process {
+pub(crate) struct Process {
     child: tokio::process::Child,
     /// Held open until [`Process::close_stdin`], as the fleet holds its children's.
     stdin: Option<tokio::process::ChildStdin>,
@@ -26,7 +26,7 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(mut command: tokio::process::Command) -> Self {
+    pub(crate) fn spawn(mut command: tokio::process::Command) -> Self {
         let mut child = command
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -55,11 +55,11 @@ impl Process {
         self.stdin = None;
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         self.lines.lock().expect("lines").join("\n")
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id().expect("still running")
     }
 
@@ -78,16 +78,17 @@ impl Process {
 }
 
 /// The app, its tokens, and a way to start demo services against it.
-struct Stage {
-    app: TestApp,
-    ingest: String,
-    reader: String,
+pub(crate) struct Stage {
+    pub(crate) app: TestApp,
+    /// What the demo gives its fleet: *ingest* (registry, logs, metrics) and *read* (discovery).
+    pub(crate) ingest: String,
+    pub(crate) reader: String,
 }
 
 impl Stage {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let app = TestApp::spawn().await;
-        let ingest = app.token("demo-fleet", &[Scope::Ingest]).await;
+        let ingest = app.token("demo-fleet", &[Scope::Ingest, Scope::Read]).await;
         let reader = app.token("reader", &[Scope::Read]).await;
         Self { app, ingest, reader }
     }
@@ -98,7 +99,7 @@ impl Stage {
         self.service_with(service, &[])
     }
 
-    fn service_with(&self, service: &str, extra: &[&str]) -> (Process, u16) {
+    pub(crate) fn service_with(&self, service: &str, extra: &[&str]) -> (Process, u16) {
         let port = free_port();
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"));
         command
@@ -123,13 +124,13 @@ impl Stage {
         response.json().await.expect("json")
     }
 
-    async fn instance_at(&self, port: u16) -> Option<Value> {
+    pub(crate) async fn instance_at(&self, port: u16) -> Option<Value> {
         self.instances().await.into_iter().find(|i| i["port"] == port)
     }
 
     /// Waits for the instance at `port` to be registered, then makes its service's checks quick
     /// (the service row exists from the first registration; the checker re-reads it every second).
-    async fn registered(&self, service: &str, port: u16, process: &Process) -> Value {
+    pub(crate) async fn registered(&self, service: &str, port: u16, process: &Process) -> Value {
         let instance = wait_until(&format!("{service} on port {port} to register"), PATIENCE, || async {
             let found = self.instance_at(port).await;
             if found.is_none() && process.output().contains("\"level\":\"ERROR\"") {
@@ -143,7 +144,7 @@ impl Stage {
     }
 
     /// Waits until the instance at `port` has `health`; returns its reason.
-    async fn health(&self, port: u16, health: &str) -> String {
+    pub(crate) async fn health(&self, port: u16, health: &str) -> String {
         wait_until(&format!("the instance on port {port} to be {health}"), PATIENCE, || async {
             let instance = self.instance_at(port).await?;
             (instance["health"] == health).then(|| instance["health_reason"].as_str().unwrap_or_default().to_owned())
@@ -178,7 +179,7 @@ async fn node_becomes(db: &sqlx::PgPool, node: &str, health: &str) {
     .await;
 }
 
-async fn set_mode(port: u16, mode: &str) -> reqwest::Response {
+pub(crate) async fn set_mode(port: u16, mode: &str) -> reqwest::Response {
     reqwest::Client::new()
         .put(format!("http://127.0.0.1:{port}/demo/mode"))
         .body(json!({ "mode": mode }).to_string())
@@ -382,6 +383,22 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
     assert_eq!(checks, (2000, 1000, 2, 1));
     node_becomes(&db, "east-1", "healthy").await;
     node_becomes(&db, "east-2", "healthy").await;
+    // The load generator's requests show up as the services' own log lines.
+    wait_until("the demo's traffic to show in the logs", PATIENCE, || async {
+        let served: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM log_lines WHERE service = 'web' AND component = 'http' AND message LIKE 'GET /checkout 200 in %'",
+        )
+        .fetch_one(&db)
+        .await
+        .ok()?;
+        (served > 0).then_some(())
+    })
+    .await;
+    let scopes: Vec<String> = sqlx::query_scalar("SELECT scopes FROM api_tokens WHERE name = 'opsdeck demo fleet'")
+        .fetch_one(&db)
+        .await
+        .expect("the fleet's token");
+    assert_eq!(scopes, ["ingest", "read"], "ingest to register and send, read to discover each other");
     let control = format!("http://127.0.0.1:{control_port}");
     let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("client");
 

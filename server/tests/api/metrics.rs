@@ -269,7 +269,9 @@ async fn a_graceful_shutdown_flushes_the_points_still_buffered() {
     let mut influx = InfluxProcess::start().await;
     let url = influx.url();
     let app = TestApp::spawn_with(|settings| settings.influx.url = url).await;
-    let influx_client = app.influx.clone();
+    // A client of the test's own: the app's pools its connections on the app's runtime, which
+    // is gone once it has stopped ("runtime dropped the dispatch task").
+    let influx_client = opsdeck::influx::InfluxClient::new(app.influx.config().clone());
     let mut sender = Sender::new(app).await;
     influx.stop();
     assert_eq!(sender.accepted("", "flushed v=1i 1\nflushed v=2i 2\nflushed v=3i 3").await, 3);
@@ -339,4 +341,42 @@ async fn own_metrics_are_served_in_the_prometheus_text_format_and_move() {
         r#"opsdeck_http_request_duration_seconds_count{method="POST",route="/api/v1/metrics",status="2xx"}"#;
     assert_eq!(after[ingest_count], 1.0, "the ingest request is timed under its route pattern");
     assert_eq!(after["opsdeck_metrics_buffer_points"], 0.0);
+}
+
+#[tokio::test]
+async fn the_health_checkers_lag_and_the_event_delivery_lag_are_exposed_for_prometheus() {
+    let sender = Sender::new(TestApp::spawn().await).await;
+    let target = testkit::TargetServer::start().await;
+    sqlx::query(
+        "INSERT INTO services (name, check_interval_ms, check_timeout_ms, fall, rise) VALUES ('web', 500, 300, 1, 1)",
+    )
+    .execute(&sender.app.db)
+    .await
+    .expect("quick checks");
+    let registered = sender
+        .app
+        .http
+        .post(sender.app.url("/api/v1/instances"))
+        .bearer_auth(&sender.ingest)
+        .json(&json!({"service": "web", "version": "v1", "cluster": "c", "node": "n", "host": "127.0.0.1", "port": target.port}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(registered.status(), 201);
+    let samples =
+        wait_until("two probes and the registration's event to be counted", Duration::from_secs(20), || async {
+            let text = sender.app.get("/metrics").await.text().await.ok()?;
+            let samples = parse_exposition(&text);
+            let probes = samples.get(r#"opsdeck_checker_probes_total{outcome="up"}"#).copied().unwrap_or(0.0);
+            let events = samples.get("opsdeck_event_delivery_lag_seconds_count").copied().unwrap_or(0.0);
+            (probes >= 2.0 && events >= 1.0).then_some(samples)
+        })
+        .await;
+    assert_eq!(samples["opsdeck_checker_leader"], 1.0, "the only replica leads the checks");
+    assert_eq!(samples["opsdeck_checker_targets"], 1.0);
+    assert!(
+        samples["opsdeck_checker_probe_lateness_seconds_count"] >= 2.0,
+        "every started probe's lateness is observed"
+    );
+    assert!(samples["opsdeck_event_delivery_lag_seconds_sum"] >= 0.0);
 }
