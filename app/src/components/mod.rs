@@ -8,6 +8,7 @@ pub mod live;
 pub mod log_line;
 pub mod log_tail;
 pub mod readiness;
+pub mod service_logs;
 pub mod shell;
 pub mod status;
 pub mod theme;

@@ -1,7 +1,8 @@
-//! Services: the list (worst first), and one service in depth — its instances, versions,
-//! health history from InfluxDB (failed probes and p95 check latency per minute, per version)
-//! and its recent state changes with their reasons. Both refetch when the event stream says
-//! something changed.
+//! Services: the list (worst first), and one service in depth — its health first, then its
+//! traffic charts and its recent warnings and errors (the numbers and the log lines of the thing
+//! that is red, on one screen), then health history from InfluxDB (failed probes and p95 check
+//! latency per minute, per version), its instances and its recent state changes with their
+//! reasons. Both refetch when the event stream says something changed.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{get_service_detail, get_topology};
 use crate::components::chart::{ChartSeries, TimeChart, Unit};
 use crate::components::event_feed::{Freshness, use_event_feed};
+use crate::components::service_logs::ServiceLogs;
 use crate::components::status::{Status, StatusMark};
 use crate::components::timestamp::Timestamp;
 use crate::components::traffic::TrafficPanel;
@@ -108,25 +110,39 @@ pub fn ServicePage() -> impl IntoView {
                 <h1>"Service " <span class="mono">{move || name.get()}</span></h1>
                 <Freshness feed generated_at />
             </header>
+            // What on-call needs first: its health, then its numbers and its trouble in the logs,
+            // then the detail (checks, instances, changes) — one resource, read in two places.
             <Transition fallback=|| view! { <p class="muted">"Loading the service…"</p> }>
                 {move || Suspend::new(async move {
                     match detail.await {
                         Ok(detail) => {
                             generated_at.set(Some(detail.generated_at));
-                            view! { <ServiceBody detail /> }.into_any()
+                            let status: Status = detail.health.into();
+                            view! {
+                                <p class="service-summary">
+                                    <StatusMark status label=detail.health.as_str() />
+                                    " " {describe_counts(&detail.counts)}
+                                </p>
+                            }
+                            .into_any()
                         }
                         Err(error) => view! { <LoadError error what="this service" /> }.into_any(),
                     }
                 })}
             </Transition>
             <TrafficPanel service=name feed />
+            <ServiceLogs service=name feed />
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    detail.await.ok().map(|detail| view! { <ServiceBody detail /> })
+                })}
+            </Transition>
         </section>
     }
 }
 
 #[component]
 fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
-    let status: Status = detail.health.into();
     let instances = detail
         .instances
         .iter()
@@ -170,10 +186,6 @@ fn ServiceBody(detail: ServiceDetail) -> impl IntoView {
         }
     };
     view! {
-        <p class="service-summary">
-            <StatusMark status label=detail.health.as_str() />
-            " " {describe_counts(&detail.counts)}
-        </p>
         <div class="panel">
             <h2>"Health checks, last hour"</h2>
             {history}

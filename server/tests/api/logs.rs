@@ -352,3 +352,37 @@ async fn the_partition_worker_readies_today_and_the_next_two_days_at_start() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_service_page_shows_its_recent_warnings_and_errors_as_text_and_leaves_out_info() {
+    let logs = Logs::new().await;
+    let instance = json!({"service": "web", "version": "v1", "cluster": "eu-1", "node": "node-a", "host": "127.0.0.1", "port": 9001});
+    let registered =
+        logs.app.http.post(logs.app.url("/api/v1/instances")).bearer_auth(&logs.ingest).json(&instance).send().await;
+    assert_eq!(registered.expect("answer").status(), 201);
+    let mut elsewhere = line("payments is unhappy", "error", 5);
+    elsewhere["service"] = json!("payments");
+    logs.send(&[
+        line("GET / 200 in 3 ms", "info", 20),
+        line("slow call to api: 1.2 s", "warning", 10),
+        line("checkout failed: <script>alert(1)</script>", "error", 2),
+        elsewhere,
+    ])
+    .await;
+    let password = logs.app.add_user("vera", app::model::identity::Role::Viewer).await;
+    let (viewer, _) = logs.app.sign_in("vera", &password).await;
+
+    let page = viewer.get(logs.app.url("/services/web")).send().await.expect("answer");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let panel = &html[html.find("Warnings and errors, last hour").expect("the panel")..];
+    assert!(panel.contains("slow call to api: 1.2 s"), "the warning is listed");
+    assert!(panel.contains("checkout failed: &lt;script&gt;alert(1)&lt;/script&gt;"), "the error, as text");
+    assert!(!html.contains("<script>alert(1)"), "markup in a message is never markup on the page");
+    assert!(!panel.contains("GET / 200 in 3 ms"), "info lines are left to the search");
+    assert!(!panel.contains("payments is unhappy"), "another service's lines are not this one's");
+    assert!(
+        panel.contains("/logs?service=web&amp;mode=tail") || panel.contains("/logs?service=web&mode=tail"),
+        "a way to the live tail"
+    );
+}
