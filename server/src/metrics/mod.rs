@@ -26,6 +26,11 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use buffer::{Buffer, BufferStatus, Full, run_writer};
+
+/// How long a request waits for room in a full buffer while InfluxDB is merely slower than the
+/// senders (not failing), before it is refused with 503: backpressure instead of a refusal that
+/// costs the sender a whole `Retry-After` second.
+const FULL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 pub use prometheus::{OwnMetrics, track_request};
 pub use registry_tags::{InstanceTags, TagCache};
 
@@ -140,8 +145,8 @@ impl IntoResponse for IngestError {
 }
 
 /// Takes InfluxDB line protocol. All or nothing: 202 means every point is held for InfluxDB;
-/// 422 lists every bad line; 503 means the buffer is full (InfluxDB down or slow) — retry after
-/// `Retry-After` seconds. Points without a timestamp get the time they were received. Points with
+/// 422 lists every bad line; 503 means the buffer is full — at once while InfluxDB is down, or
+/// after waiting up to 2 s for room while it is only slow — retry after `Retry-After` seconds. Points without a timestamp get the time they were received. Points with
 /// an `instance` tag (a registered instance id) get the missing `cluster`, `node`, `service` and
 /// `version` tags from the registry.
 #[utoipa::path(post, path = "/metrics", tag = "metrics", params(IngestParams),
@@ -201,6 +206,6 @@ async fn ingest(
         return Err(IngestError::BadLines { total, errors });
     }
     let count = lines.len();
-    state.metrics.buffer.push_all(lines).map_err(IngestError::Full)?;
+    state.metrics.buffer.push_all_within(lines, FULL_PATIENCE).await.map_err(IngestError::Full)?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { points: count })))
 }
