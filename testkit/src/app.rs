@@ -80,7 +80,7 @@ impl TestEnv {
                 timeout: Duration::from_secs(5),
                 batch_size: 5000,
             },
-            metrics: MetricsSettings { buffer_points: 100_000, writers: 4 },
+            metrics: MetricsSettings { buffer_points: 100_000, writers: 8 },
             auth: AuthSettings {
                 anonymous_read: false,
                 session_idle: Duration::from_secs(12 * 3600),
