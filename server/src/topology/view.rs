@@ -157,7 +157,7 @@ pub fn build(rows: &[Row], now: DateTime<Utc>, last_event_id: i64) -> TopologyVi
                     kind: "node_down".into(),
                     title: format!("Node {label} is down"),
                     detail,
-                    link: format!("/topology#node-{cluster}-{node}"),
+                    link: format!("/nodes/{cluster}/{node}"),
                     since,
                 });
                 reason
@@ -360,6 +360,7 @@ mod tests {
         assert_eq!(view.clusters[0].health, Health::Degraded);
         let kinds: Vec<_> = view.attention.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, ["node_down", "service_degraded", "service_degraded"], "{:#?}", view.attention);
+        assert_eq!(view.attention[0].link, "/nodes/east/east-2", "the node's own page: its instances and vitals");
 
         // Breakers and expiries on the down node are part of its one root cause, not more alarms.
         let mut rows = rows.to_vec();
