@@ -7,6 +7,7 @@ mod binary;
 mod catalog;
 mod charts;
 mod demo;
+mod demo_fleet;
 mod demo_outage;
 mod demo_traffic;
 mod events;
