@@ -22,4 +22,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod topology;
+pub mod traffic;
 pub mod ui;

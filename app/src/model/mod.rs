@@ -10,6 +10,7 @@ pub mod identity;
 pub mod logs;
 pub mod topology;
 pub mod trace;
+pub mod traffic;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
