@@ -97,6 +97,20 @@ pub enum EventKind {
     BreakerChanged { instance: InstanceRef, from: BreakerPosition, to: BreakerPosition },
     /// A cluster, node or service was created, edited or removed through the API.
     TopologyEdited { object: TopologyObject, name: String, cluster: Option<String>, edit: Edit },
+    /// A service's traffic policy changed (by a release or by hand): the new weights.
+    TrafficChanged { service: String, revision: i64, weights: Vec<crate::model::traffic::VersionWeight>, actor: String },
+    /// A release started, moved to another state or step, or ended; `summary` says what and
+    /// why in words (with verdict numbers for analysis-driven changes).
+    ReleaseChanged {
+        release_id: i64,
+        service: String,
+        strategy: crate::model::releases::Strategy,
+        from: Option<crate::model::releases::ReleaseState>,
+        to: crate::model::releases::ReleaseState,
+        percent: u8,
+        actor: String,
+        summary: String,
+    },
 }
 
 impl EventKind {
@@ -110,6 +124,8 @@ impl EventKind {
             EventKind::HealthChanged { .. } => "health_changed",
             EventKind::BreakerChanged { .. } => "breaker_changed",
             EventKind::TopologyEdited { .. } => "topology_edited",
+            EventKind::TrafficChanged { .. } => "traffic_changed",
+            EventKind::ReleaseChanged { .. } => "release_changed",
         }
     }
 
@@ -122,7 +138,9 @@ impl EventKind {
             | EventKind::InstanceRemoved { instance, .. }
             | EventKind::HealthChanged { instance, .. }
             | EventKind::BreakerChanged { instance, .. } => Some(instance),
-            EventKind::TopologyEdited { .. } => None,
+            EventKind::TopologyEdited { .. } | EventKind::TrafficChanged { .. } | EventKind::ReleaseChanged { .. } => {
+                None
+            }
         }
     }
 

@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod logs;
+pub mod releases;
 pub mod topology;
 pub mod trace;
 pub mod traffic;

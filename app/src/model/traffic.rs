@@ -136,7 +136,9 @@ impl TrafficChange {
     pub fn check(&self) -> Result<(), String> {
         check_weights(&self.weights)?;
         if let Some(header) = &self.sticky.header
-            && (header.is_empty() || header.len() > 64 || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            && (header.is_empty()
+                || header.len() > 64
+                || !header.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         {
             return Err(format!("sticky.header {header:?}: use 1–64 letters, digits and '-'"));
         }
