@@ -9,6 +9,7 @@
 
 pub mod store;
 pub mod table;
+pub mod watch;
 
 use std::sync::Arc;
 
