@@ -17,5 +17,8 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod router;
+mod router_load;
+mod router_outage;
 mod tail;
 mod topology;
