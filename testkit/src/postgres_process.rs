@@ -78,7 +78,19 @@ impl PostgresProcess {
             self.port,
             self.dir.display()
         );
-        run("pg_ctl", &["-D", &data.to_string_lossy(), "-o", &options, "-l", &self.dir.join("log").to_string_lossy(), "-w", "start"]);
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &options,
+                "-l",
+                &self.dir.join("log").to_string_lossy(),
+                "-w",
+                "start",
+            ],
+        );
         self.running = true;
     }
 }

@@ -129,9 +129,11 @@ impl RouterApp {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let provider: Arc<dyn crate::traffic::TrafficProvider> = self.proxy.table.clone();
-        let watcher = tokio::spawn(watch(self.db.clone(), provider, self.admin.status.clone(), self.watch, stop.clone()));
+        let watcher =
+            tokio::spawn(watch(self.db.clone(), provider, self.admin.status.clone(), self.watch, stop.clone()));
         let flush = CancellationToken::new();
-        let writer = tokio::spawn(crate::metrics::run_writer(self.points.clone(), self.influx.clone(), 2, flush.clone()));
+        let writer =
+            tokio::spawn(crate::metrics::run_writer(self.points.clone(), self.influx.clone(), 2, flush.clone()));
         let logs = self.access_log.clone().map(|outbox| {
             let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
             tokio::spawn(outbox.run(http, stop.clone().cancelled_owned(), Duration::from_secs(3)))

@@ -94,7 +94,18 @@ impl Reporter {
             "Request points not sent to InfluxDB because the buffer was full",
             points_dropped.clone(),
         );
-        Self { registry, requests, retries, fallbacks, no_upstream, breakers_opened, unrouted, points_dropped, points, access_log }
+        Self {
+            registry,
+            requests,
+            retries,
+            fallbacks,
+            no_upstream,
+            breakers_opened,
+            unrouted,
+            points_dropped,
+            points,
+            access_log,
+        }
     }
 
     pub fn retried(&self, service: &str) {

@@ -178,7 +178,8 @@ impl Stage {
     /// Sets the service's policy (whatever its revision) and waits until the router has it.
     pub(crate) async fn set_policy(&self, service: &str, weights: &[(&str, u8)], sticky: Sticky, route: Route) -> i64 {
         let mut tx = self.app.db.begin().await.expect("begin");
-        let current = opsdeck::traffic::store::load(&mut *tx, service).await.expect("load").expect("the service exists");
+        let current =
+            opsdeck::traffic::store::load(&mut *tx, service).await.expect("load").expect("the service exists");
         let change = TrafficChange {
             expected_revision: current.revision,
             weights: weights.iter().map(|(v, p)| VersionWeight { version: (*v).to_owned(), percent: *p }).collect(),
@@ -186,8 +187,9 @@ impl Stage {
             route,
             reason: Some("test".to_owned()),
         };
-        let policy: TrafficPolicy =
-            opsdeck::traffic::store::write(&mut tx, service, &change, "user test").await.expect("the policy is written");
+        let policy: TrafficPolicy = opsdeck::traffic::store::write(&mut tx, service, &change, "user test")
+            .await
+            .expect("the policy is written");
         tx.commit().await.expect("commit");
         self.wait_revision(service, policy.revision).await;
         policy.revision

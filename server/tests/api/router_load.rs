@@ -97,7 +97,8 @@ fn demo_service(stage: &Stage, service: &str, token: &str) -> (Process, u16) {
 #[tokio::test]
 async fn killing_an_instance_under_steady_get_load_fails_no_request_opens_its_breaker_and_health_marks_it_down() {
     let stage = Stage::new().await;
-    let token = stage.app.token("demo", &[app::model::identity::Scope::Ingest, app::model::identity::Scope::Read]).await;
+    let token =
+        stage.app.token("demo", &[app::model::identity::Scope::Ingest, app::model::identity::Scope::Read]).await;
     let (victim, victim_port) = demo_service(&stage, "web", &token);
     let (_survivor, _) = demo_service(&stage, "web", &token);
     let (_third, _) = demo_service(&stage, "web", &token);
@@ -119,7 +120,11 @@ async fn killing_an_instance_under_steady_get_load_fails_no_request_opens_its_br
     assert!(killed.expect("kill runs").success());
     let health = wait_until("the checker to mark the killed instance down", PATIENCE, || async {
         let status = stage.service_status("web").await?;
-        let victim = status["upstreams"].as_array()?.iter().find(|u| u["address"].as_str().is_some_and(|a| a.ends_with(&format!(":{victim_port}"))))?.clone();
+        let victim = status["upstreams"]
+            .as_array()?
+            .iter()
+            .find(|u| u["address"].as_str().is_some_and(|a| a.ends_with(&format!(":{victim_port}"))))?
+            .clone();
         (victim["health"] != "healthy").then(|| victim["health"].as_str().unwrap_or_default().to_owned())
     })
     .await;
