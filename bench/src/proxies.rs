@@ -119,7 +119,7 @@ pub fn nginx(listen: SocketAddr, upstreams: &[u16], core: &str, dir: &Path) -> a
 pub fn haproxy(listen: SocketAddr, upstreams: &[u16], core: &str, dir: &Path) -> anyhow::Result<Child> {
     let servers: String = upstreams.iter().enumerate().map(|(i, p)| format!("  server s{i} 127.0.0.1:{p}\n")).collect();
     let config = format!(
-        "global\n  nbthread 1\n  maxconn 20000\n\
+        "global\n  nbthread 1\n  maxconn 4000\n\
          defaults\n  mode http\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  http-reuse always\n\
          frontend fe\n  bind {listen}\n  default_backend be\n\
          backend be\n  balance roundrobin\n{servers}"
