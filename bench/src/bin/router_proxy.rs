@@ -59,6 +59,9 @@ struct Args {
     other_cores: String,
     #[arg(long, default_value = ".local/bench")]
     work_dir: PathBuf,
+    /// Record the router's CPU profile during its throughput run (`perf record`, into the work dir).
+    #[arg(long)]
+    perf: bool,
 }
 
 const SERVICE: &str = "bench";
@@ -238,9 +241,20 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let via_nginx =
         measure("nginx", &format!("http://{nginx_at}/"), None, Some(nginx_worker(nginx.pid())), args).await?;
     let via_haproxy = measure("haproxy", &format!("http://{haproxy_at}/"), None, Some(haproxy.pid()), args).await?;
+    let perf = if args.perf {
+        let mut command = tokio::process::Command::new("perf");
+        command.args(["record", "-g", "-p", &routers[0].pid().to_string(), "-o"]).arg(work.join("router.perf.data"));
+        Some(command.kill_on_drop(true).spawn().context("perf record")?)
+    } else {
+        None
+    };
     let via_router =
         measure("router", &format!("http://{}/", listen[0]), Some(SERVICE), Some(routers[0].pid()), args).await?;
 
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill").args(["-INT", &perf.id().unwrap_or(0).to_string()]).status();
+        let _ = perf.wait().await;
+    }
     eprintln!("policy push: {} writes, two routers", args.writes);
     let mut push = Vec::new();
     for i in 0..args.writes {
