@@ -1,12 +1,13 @@
 //! Test helpers shared by the crates' integration tests and the end-to-end tests: a fresh
 //! PostgreSQL database and InfluxDB database per test, the real application on port 0, a
-//! private InfluxDB process a test may stop, and a headless Chromium.
+//! private InfluxDB process a test may stop, a private HAProxy, and a headless Chromium.
 //!
 //! The servers come from `scripts/test`, which exports `OPSDECK_TEST_DATABASE_URL`,
 //! `OPSDECK_TEST_INFLUX_URL` and `OPSDECK_SITE_ROOT`.
 
 mod app;
 mod browser;
+mod haproxy;
 mod influx_process;
 mod sse;
 mod target;
@@ -14,6 +15,7 @@ mod wait;
 
 pub use app::{TestApp, TestEnv, hidden_field};
 pub use browser::Browser;
+pub use haproxy::HaproxyProcess;
 pub use influx_process::InfluxProcess;
 pub use sse::{SseClient, SseMessage};
 pub use target::TargetServer;

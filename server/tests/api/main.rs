@@ -11,6 +11,7 @@ mod demo_fleet;
 mod demo_outage;
 mod demo_traffic;
 mod events;
+mod haproxy;
 mod health;
 mod influx;
 mod layers;
