@@ -18,6 +18,7 @@ pub mod influx;
 pub mod logs;
 pub mod metrics;
 pub mod resilience;
+pub mod router;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -36,6 +36,8 @@ pub enum Command {
     DemoService(crate::demo::service::ServiceArgs),
     /// Report this node's CPU, memory, disk and network to opsdeck (token in OPSDECK_TOKEN).
     Agent(crate::agent::AgentArgs),
+    /// Run the data plane: a reverse proxy that follows the traffic policies in PostgreSQL.
+    Router(Box<crate::router::RouterSettings>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -10,6 +10,7 @@
 pub mod haproxy;
 pub mod store;
 pub mod table;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -1,0 +1,204 @@
+//! What the router changes on the way through (hop-by-hop headers out, `x-forwarded-*` and
+//! `traceparent` in, the prefix stripped) and the answers it gives itself (404, 413, 502/504, 503)
+//! as JSON bodies `{ "error", "detail", … }` like the rest of opsdeck's API.
+
+use std::net::SocketAddr;
+
+use app::model::traffic::{Route, Sticky};
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::{demo::trace::TraceContext, traffic::RoutingTable};
+
+pub use crate::demo::trace::TRACEPARENT;
+
+/// Headers that describe one connection, not the request (RFC 9110 §7.6.1); never forwarded.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// The request's host without port: the Host header, or the authority of an absolute URI.
+pub fn host(parts: &Parts) -> Option<String> {
+    let raw = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host())?;
+    let authority: http::uri::Authority = raw.parse().ok()?;
+    Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+}
+
+/// The sticky value of a request: the configured header, else the configured cookie.
+pub fn sticky_value(headers: &HeaderMap, sticky: &Sticky) -> Option<Vec<u8>> {
+    if let Some(name) = &sticky.header
+        && let Some(value) = headers.get(name.as_str())
+        && !value.is_empty()
+    {
+        return Some(value.as_bytes().to_vec());
+    }
+    let wanted = sticky.cookie.as_deref()?;
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == wanted && !value.is_empty())
+        .map(|(_, value)| value.as_bytes().to_vec())
+}
+
+/// The path and query to send upstream: with the route's prefix removed when it says so.
+pub fn upstream_path_and_query(uri: &Uri, route: &Route) -> String {
+    let path = uri.path();
+    let path = match (&route.path_prefix, route.strip_prefix) {
+        (Some(prefix), true) => {
+            let rest = &path[prefix.trim_end_matches('/').len().min(path.len())..];
+            if rest.starts_with('/') { rest.to_owned() } else { format!("/{rest}") }
+        }
+        _ => path.to_owned(),
+    };
+    match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    }
+}
+
+/// The headers every attempt sends: the client's minus hop-by-hop ones (and those the client's
+/// `Connection` header names), plus `x-forwarded-for/proto/host` and the router's `traceparent`.
+pub fn outgoing(parts: &Parts, client: SocketAddr, trace: &TraceContext) -> HeaderMap {
+    let mut headers = parts.headers.clone();
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(named.iter()) {
+        headers.remove(name);
+    }
+    // `Upgrade` is kept out too: the router speaks plain request/response HTTP.
+    headers.remove(header::UPGRADE);
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {}", client.ip()),
+        None => client.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = parts.headers.get(header::HOST) {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+    if let Ok(value) = HeaderValue::from_str(&trace.outgoing_header()) {
+        headers.insert(TRACEPARENT, value);
+    }
+    headers
+}
+
+/// One attempt's request to `authority`.
+pub fn build_request(
+    method: &Method,
+    authority: &str,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = method.clone();
+    *request.uri_mut() = format!("http://{authority}{path_and_query}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    *request.headers_mut() = headers.clone();
+    request
+}
+
+/// The instance's response with hop-by-hop headers removed.
+pub fn clean_response(mut response: Response) -> Response {
+    for name in &HOP_BY_HOP {
+        response.headers_mut().remove(name);
+    }
+    response
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// 404: no service's route matches; says what was asked and what can be routed.
+pub fn not_found(host: Option<&str>, path: &str, table: &RoutingTable) -> Response {
+    let mut services: Vec<serde_json::Value> = table
+        .services
+        .values()
+        .map(|routes| {
+            let route = &routes.policy.route;
+            json!({
+                "service": routes.policy.service,
+                "host": route.host.clone().unwrap_or_else(|| if route.path_prefix.is_some() { "*".to_owned() } else { format!("{0} or {0}.*", routes.policy.service) }),
+                "path_prefix": route.path_prefix.clone().unwrap_or_else(|| "/".to_owned()),
+            })
+        })
+        .collect();
+    services.sort_by(|a, b| a["service"].as_str().cmp(&b["service"].as_str()));
+    let names: Vec<&str> = services.iter().filter_map(|s| s["service"].as_str()).collect();
+    answer(
+        StatusCode::NOT_FOUND,
+        json!({
+            "error": "no service routes this request",
+            "detail": format!(
+                "host {:?} and path {path:?} match no service's route; routable services: {}",
+                host.unwrap_or(""),
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            ),
+            "host": host,
+            "path": path,
+            "services": services,
+        }),
+    )
+}
+
+/// 503: the service exists but none of its instances can take the call.
+pub fn no_upstream(service: &str, state: &str) -> Response {
+    let mut response = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({
+            "error": "no healthy upstream",
+            "detail": format!("service {service} has no healthy instance whose circuit breaker admits the call ({state})"),
+            "service": service,
+        }),
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// 502 or 504: every attempt failed without an answer.
+pub fn upstream_failed(service: &str, attempts: u32, timed_out: bool, reason: &str) -> Response {
+    let status = if timed_out { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    answer(
+        status,
+        json!({
+            "error": if timed_out { "upstream timed out" } else { "upstream failed" },
+            "detail": format!("service {service}: {attempts} attempt(s) on distinct instances failed; the last: {reason}"),
+            "service": service,
+            "attempts": attempts,
+        }),
+    )
+}
+
+/// 413: the body is larger than the router holds for replay.
+pub fn too_large(limit: usize, reason: &str) -> Response {
+    answer(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        json!({
+            "error": "request body too large",
+            "detail": format!("the router holds bodies up to {limit} bytes (--body-limit) to replay them on retry: {reason}"),
+        }),
+    )
+}

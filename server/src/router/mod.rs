@@ -1,0 +1,173 @@
+//! `opsdeck router`: the data plane. A reverse proxy in front of the registered instances that
+//! routes by Host and path prefix, shares requests between versions by the traffic policy
+//! (sticky by header or cookie), balances round robin over healthy instances with a passive
+//! breaker each, retries safely, and reports every request (InfluxDB `router_requests`,
+//! `/metrics`, access logs). Its table follows PostgreSQL through [`crate::traffic::watch`] and
+//! outlives PostgreSQL outages. [`RouterApp::build`] binds both listeners so tests run it on port 0.
+
+mod admin;
+mod headers;
+pub mod pool;
+mod proxy;
+pub mod report;
+mod settings;
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use sqlx::postgres::PgPoolOptions;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use settings::{ProviderKind, RouterSettings};
+
+use crate::{
+    demo::outbox::{Outbox, OutboxConfig},
+    influx::InfluxClient,
+    metrics::Buffer,
+    traffic::watch::{WatchSettings, WatchStatus, watch},
+};
+use pool::LiveTable;
+use proxy::Proxy;
+use report::Reporter;
+
+/// Most request points held for InfluxDB; beyond it points are dropped and counted.
+const POINT_BUFFER: usize = 100_000;
+
+/// A bound, not yet serving router.
+pub struct RouterApp {
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    proxy: Arc<Proxy>,
+    admin: Arc<admin::Admin>,
+    db: sqlx::PgPool,
+    influx: InfluxClient,
+    points: Arc<Buffer>,
+    access_log: Option<Arc<Outbox>>,
+    watch: WatchSettings,
+}
+
+impl RouterApp {
+    /// Checks the settings and binds both listeners. PostgreSQL is connected lazily: a router
+    /// started while it is down serves nothing until it comes, and says so on `/readyz`.
+    pub async fn build(settings: RouterSettings) -> anyhow::Result<Self> {
+        if settings.provider != ProviderKind::Router {
+            anyhow::bail!(
+                "--provider {:?}: this command runs the built-in router; the HAProxy provider is driven by `opsdeck router --provider haproxy` once it is built in",
+                settings.provider
+            );
+        }
+        let influx = InfluxClient::new(settings.influx.to_config()?);
+        let db = PgPoolOptions::new()
+            .max_connections(settings.database.max_connections)
+            .acquire_timeout(settings.database.acquire_timeout)
+            .connect_lazy_with(settings.database.url.connect_options());
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen): is the port taken?", settings.listen))?;
+        let admin_listener = TcpListener::bind(settings.admin_listen).await.with_context(|| {
+            format!("cannot listen on {} (--admin-listen): is the port taken?", settings.admin_listen)
+        })?;
+        let access_log = match (&settings.opsdeck_url, &settings.ingest_token) {
+            (Some(url), Some(token)) => Some(Outbox::new(OutboxConfig {
+                what: "access log lines",
+                url: url.join("/api/v1/logs").context("--opsdeck-url can't take the path /api/v1/logs")?.to_string(),
+                content_type: "application/x-ndjson",
+                token: token.clone(),
+                capacity: 50_000,
+                batch: 1000,
+                every: Duration::from_millis(500),
+            })),
+            (None, None) => None,
+            _ => anyhow::bail!("--opsdeck-url and --ingest-token go together: give both for access logs, or neither"),
+        };
+        let points = Arc::new(Buffer::new(POINT_BUFFER));
+        let reporter = Arc::new(Reporter::new(Some(points.clone()), access_log.clone()));
+        let table = Arc::new(LiveTable::new(settings.breaker()));
+        let proxy_settings = settings.proxy();
+        let proxy = Arc::new(Proxy {
+            client: proxy::upstream_client(&proxy_settings),
+            table: table.clone(),
+            settings: proxy_settings,
+            report: reporter.clone(),
+        });
+        let admin = Arc::new(admin::Admin {
+            status: Arc::new(WatchStatus::default()),
+            table,
+            report: reporter,
+            points: points.clone(),
+        });
+        Ok(Self {
+            listener,
+            admin_listener,
+            proxy,
+            admin,
+            db,
+            influx,
+            points,
+            access_log,
+            watch: WatchSettings { full_reload_every: settings.full_reload_every },
+        })
+    }
+
+    /// Where client traffic goes.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where `/healthz`, `/readyz`, `/status` and `/metrics` answer.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The policy watcher's status (what `/readyz` reports).
+    pub fn status(&self) -> Arc<WatchStatus> {
+        self.admin.status.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes requests in flight and flushes metrics.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        let provider: Arc<dyn crate::traffic::TrafficProvider> = self.proxy.table.clone();
+        let watcher = tokio::spawn(watch(self.db.clone(), provider, self.admin.status.clone(), self.watch, stop.clone()));
+        let flush = CancellationToken::new();
+        let writer = tokio::spawn(crate::metrics::run_writer(self.points.clone(), self.influx.clone(), 2, flush.clone()));
+        let logs = self.access_log.clone().map(|outbox| {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
+            tokio::spawn(outbox.run(http, stop.clone().cancelled_owned(), Duration::from_secs(3)))
+        });
+        let proxy_app = axum::Router::new()
+            .fallback(proxy::forward)
+            .with_state(self.proxy.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let admin_app = admin::routes(self.admin.clone());
+        let signal = {
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("router shutting down: no new connections, finishing requests in flight");
+                stop.cancel();
+            }
+        };
+        let admin_stop = stop.clone();
+        let admin_server = tokio::spawn(async move {
+            axum::serve(self.admin_listener, admin_app).with_graceful_shutdown(admin_stop.cancelled_owned()).await
+        });
+        let outcome = axum::serve(self.listener, proxy_app).with_graceful_shutdown(signal).await;
+        let _ = admin_server.await;
+        let _ = watcher.await;
+        flush.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+        if let Some(logs) = logs {
+            let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
+        }
+        outcome.context("the router's listener failed")
+    }
+}
+
+/// `opsdeck router`: build, announce, serve until SIGTERM or Ctrl-C.
+pub async fn run(settings: RouterSettings) -> anyhow::Result<()> {
+    let app = RouterApp::build(settings).await?;
+    tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "opsdeck router is serving");
+    app.run_until_stopped(crate::startup::shutdown_signal()).await
+}
