@@ -115,7 +115,8 @@ pub fn build_request(
 ) -> http::Request<Full<Bytes>> {
     let mut request = http::Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    *request.uri_mut() = format!("http://{authority}{path_and_query}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    *request.uri_mut() =
+        format!("http://{authority}{path_and_query}").parse().unwrap_or_else(|_| Uri::from_static("/"));
     *request.headers_mut() = headers.clone();
     request
 }

@@ -234,8 +234,7 @@ pub fn random_bucket() -> u32 {
 }
 
 /// The default passive breaker: three failures in a row open it for five seconds.
-pub const DEFAULT_BREAKER: BreakerConfig =
-    BreakerConfig { failure_threshold: 3, open_for: Duration::from_secs(5) };
+pub const DEFAULT_BREAKER: BreakerConfig = BreakerConfig { failure_threshold: 3, open_for: Duration::from_secs(5) };
 
 #[cfg(test)]
 mod tests {

@@ -94,8 +94,7 @@ pub async fn forward(
         Ok(body) => body,
         Err(error) => return headers::too_large(proxy.settings.body_limit, &error.to_string()),
     };
-    let (trace, _malformed) =
-        TraceContext::for_incoming(parts.headers.get(headers::TRACEPARENT).map(|v| v.as_bytes()));
+    let (trace, _malformed) = TraceContext::for_incoming(parts.headers.get(headers::TRACEPARENT).map(|v| v.as_bytes()));
     let target_path = headers::upstream_path_and_query(&parts.uri, &service.routes.policy.route);
     let base_headers = headers::outgoing(&parts, client, &trace);
     let method = parts.method.clone();
@@ -118,7 +117,8 @@ pub async fn forward(
         }
         tried.push(pick.target.upstream.id);
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outgoing = headers::build_request(&method, &pick.target.authority, &target_path, &base_headers, body.clone());
+        let outgoing =
+            headers::build_request(&method, &pick.target.authority, &target_path, &base_headers, body.clone());
         let attempt = send(&proxy.client, outgoing, proxy.settings.attempt_timeout.min(remaining)).await;
         let retry = match &attempt {
             Attempt::Answered(response) => {

@@ -214,7 +214,11 @@ async fn reload(db: &PgPool, provider: &dyn TrafficProvider, status: &WatchStatu
     match provider.apply(table.clone()).await {
         Ok(()) => status.applied(table),
         // The provider keeps its previous table; the next reload tries again.
-        Err(error) => tracing::error!(provider = provider.name(), error = format!("{error:#}"), "applying the routing table failed"),
+        Err(error) => tracing::error!(
+            provider = provider.name(),
+            error = format!("{error:#}"),
+            "applying the routing table failed"
+        ),
     }
     Ok(())
 }

@@ -22,6 +22,8 @@ use serde_json::json;
 use testkit::{HaproxyProcess, TestApp, wait_until};
 use tokio::net::TcpListener;
 
+use crate::demo::Process;
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// An upstream that answers `GET /` with its version and counts what it served.
@@ -57,16 +59,25 @@ struct Stage {
     haproxy: HaproxyProcess,
     provider: HaproxyProvider,
     client: reqwest::Client,
+    /// The app's database and InfluxDB, for an `opsdeck router` process beside it.
+    database_url: String,
+    influx: (String, String),
 }
 
 impl Stage {
     async fn new() -> Self {
-        let app = TestApp::spawn().await;
+        let mut database_url = String::new();
+        let mut influx = (String::new(), String::new());
+        let app = TestApp::spawn_with(|settings| {
+            database_url = settings.database.url.to_string();
+            influx = (settings.influx.url.to_string(), settings.influx.database.clone());
+        })
+        .await;
         let ingest = app.token("fleet", &[Scope::Ingest, Scope::Read]).await;
         let haproxy = HaproxyProcess::start().await;
         let provider = haproxy.provider(Duration::from_secs(5));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-        Self { app, ingest, haproxy, provider, client }
+        Self { app, ingest, haproxy, provider, client, database_url, influx }
     }
 
     /// Registers a server of `web` and waits until the app's checker finds it healthy.
@@ -268,4 +279,58 @@ async fn a_new_instance_joins_haproxy_with_its_versions_weight() {
     assert!(b.served.load(Ordering::Relaxed) > 250, "the new instance serves its part: {counts:?}");
     let at_v2 = share(&counts, "v2");
     assert!((8.0..=12.0).contains(&at_v2), "the canary keeps 10 % with a third instance: {at_v2:.2} %");
+}
+
+#[tokio::test]
+async fn opsdeck_router_with_the_haproxy_provider_follows_policy_changes_pushed_by_postgresql() {
+    let stage = Stage::new().await;
+    let (v1, v2) = (VersionServer::start("v1").await, VersionServer::start("v2").await);
+    let (one, two) = (stage.register("v1", &v1).await, stage.register("v2", &v2).await);
+    let settings = &stage.haproxy.settings;
+    let admin = testkit::free_port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"));
+    command
+        .args(["router", "--listen", "127.0.0.1:0", "--admin-listen", &format!("127.0.0.1:{admin}")])
+        .args(["--database-url", &stage.database_url, "--influx-url", &stage.influx.0])
+        .args(["--influx-database", &stage.influx.1, "--full-reload-every", "1s"])
+        .args(["--provider", "haproxy", "--haproxy-socket"])
+        .arg(&settings.stats_socket)
+        .arg("--haproxy-config")
+        .arg(&settings.path)
+        .arg("--haproxy-master-socket")
+        .arg(&settings.master_socket)
+        .args(["--haproxy-listen", &settings.listen.to_string()]);
+    let router = Process::spawn(command);
+
+    // No policy yet: both versions share the traffic.
+    let both = wait_until("HAProxy to get web's two servers from the router", PATIENCE * 2, || async {
+        let servers = stage.servers().await;
+        (servers.get(&one) == Some(&100) && servers.get(&two) == Some(&100)).then_some(())
+    });
+    if tokio::time::timeout(PATIENCE, both).await.is_err() {
+        panic!("the router did not drive HAProxy within {PATIENCE:?}; its output:\n{}", router.output());
+    }
+    // A policy written to PostgreSQL reaches HAProxy through NOTIFY, without the test applying it.
+    for (weights, only) in [([("v1", 100), ("v2", 0)], "v1"), ([("v1", 0), ("v2", 100)], "v2")] {
+        let mut tx = stage.app.db.begin().await.expect("begin");
+        let revision = store::load(&mut *tx, "web").await.expect("load").map_or(0, |p| p.revision);
+        let change = TrafficChange {
+            expected_revision: revision,
+            weights: weights.iter().map(|(v, p)| VersionWeight { version: (*v).to_owned(), percent: *p }).collect(),
+            sticky: Default::default(),
+            route: Default::default(),
+            reason: None,
+        };
+        store::write(&mut tx, "web", &change, "test").await.expect("the policy is written");
+        tx.commit().await.expect("commit");
+        wait_until(&format!("all of web's traffic to reach {only}"), PATIENCE, || async {
+            let counts = stage.spread(16).await;
+            (counts.len() == 1 && counts.contains_key(only)).then_some(())
+        })
+        .await;
+    }
+    let ready = reqwest::get(format!("http://127.0.0.1:{admin}/readyz")).await.expect("the admin listener answers");
+    assert_eq!(ready.status(), 200, "router output:\n{}", router.output());
+    let report: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(report["revisions"]["web"], 2, "{report}");
 }

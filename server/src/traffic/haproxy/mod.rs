@@ -36,26 +36,44 @@ const RELOAD_PATIENCE: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, clap::Args)]
 pub struct HaproxyArgs {
     /// HAProxy's runtime API (`stats socket … level admin`): a unix socket path or host:port.
-    #[arg(long = "haproxy-socket", env = "OPSDECK_HAPROXY_SOCKET")]
+    #[arg(id = "haproxy_socket", long = "haproxy-socket", env = "OPSDECK_HAPROXY_SOCKET")]
     pub socket: Option<RuntimeSocket>,
     /// Backends are named `<prefix><service>`.
-    #[arg(long = "haproxy-backend-prefix", env = "OPSDECK_HAPROXY_BACKEND_PREFIX", default_value = "opsdeck_")]
+    #[arg(
+        id = "haproxy_backend_prefix",
+        long = "haproxy-backend-prefix",
+        env = "OPSDECK_HAPROXY_BACKEND_PREFIX",
+        default_value = "opsdeck_"
+    )]
     pub backend_prefix: String,
     /// Let opsdeck write HAProxy's configuration file (frontend, one backend per service) and
     /// reload HAProxy when services come or go; needs --haproxy-master-socket and
     /// --haproxy-listen. Without it the backends must already exist.
-    #[arg(long = "haproxy-config", env = "OPSDECK_HAPROXY_CONFIG", requires_all = ["master_socket", "listen"])]
+    #[arg(id = "haproxy_config", long = "haproxy-config", env = "OPSDECK_HAPROXY_CONFIG", requires_all = ["haproxy_master_socket", "haproxy_listen"])]
     pub config: Option<PathBuf>,
     /// HAProxy's master CLI (`haproxy -W -S PATH`), used to reload it.
-    #[arg(long = "haproxy-master-socket", env = "OPSDECK_HAPROXY_MASTER_SOCKET")]
+    #[arg(id = "haproxy_master_socket", long = "haproxy-master-socket", env = "OPSDECK_HAPROXY_MASTER_SOCKET")]
     pub master_socket: Option<PathBuf>,
     /// Where the generated frontend listens for client traffic.
-    #[arg(long = "haproxy-listen", env = "OPSDECK_HAPROXY_LISTEN")]
+    #[arg(id = "haproxy_listen", long = "haproxy-listen", env = "OPSDECK_HAPROXY_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
     /// How long a departed instance drains before it is deleted even with sessions open.
-    #[arg(long = "haproxy-drain-timeout", env = "OPSDECK_HAPROXY_DRAIN_TIMEOUT", default_value = "30s",
+    #[arg(id = "haproxy_drain_timeout", long = "haproxy-drain-timeout", env = "OPSDECK_HAPROXY_DRAIN_TIMEOUT", default_value = "30s",
           value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+}
+
+impl Default for HaproxyArgs {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            backend_prefix: "opsdeck_".to_owned(),
+            config: None,
+            master_socket: None,
+            listen: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl HaproxyArgs {
@@ -291,5 +309,25 @@ impl TrafficProvider for HaproxyProvider {
             bail!("{} HAProxy command(s) failed: {}", errors.len(), errors.join("; "));
         }
         Ok(())
+    }
+}
+
+/// Two providers fed the same tables in turn: `opsdeck router --provider haproxy` drives HAProxy
+/// and keeps its own table (for `/status`) on the same policy. The second is applied only when
+/// the first took the table, so `/status` never shows a table HAProxy refused.
+pub struct Tee {
+    pub first: std::sync::Arc<HaproxyProvider>,
+    pub then: std::sync::Arc<dyn TrafficProvider>,
+}
+
+#[async_trait::async_trait]
+impl TrafficProvider for Tee {
+    fn name(&self) -> &'static str {
+        self.first.name()
+    }
+
+    async fn apply(&self, table: std::sync::Arc<RoutingTable>) -> anyhow::Result<()> {
+        self.first.apply(table.clone()).await?;
+        self.then.apply(table).await
     }
 }
