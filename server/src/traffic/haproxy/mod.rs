@@ -192,7 +192,13 @@ impl HaproxyProvider {
         if let Err(error) = master.send("reload").await
             && !format!("{error:#}").contains("reset")
         {
-            return Err(error.context("asking HAProxy's master to reload"));
+            return Err(error.context(format!(
+                "wrote {} but could not ask HAProxy's master to reload it; if HAProxy is not running, start it: \
+                 haproxy -W -S {} -f {}",
+                config.path.display(),
+                config.master_socket.display(),
+                config.path.display()
+            )));
         }
         self.wait_for_worker(old_pid, backends).await?;
         tracing::info!(shape = %wanted, backends = backends.len(), "reloaded HAProxy with a new set of services");
