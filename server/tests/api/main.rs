@@ -9,6 +9,7 @@ mod charts;
 mod demo;
 mod demo_fleet;
 mod demo_outage;
+mod demo_router;
 mod demo_traffic;
 mod events;
 mod haproxy;
