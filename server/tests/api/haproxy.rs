@@ -26,10 +26,12 @@ use crate::demo::Process;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// An upstream that answers `GET /` with its version and counts what it served.
+/// An upstream that answers `GET /` with its version and counts what it served; `GET /held`
+/// answers only once the test releases it (a request kept in flight).
 struct VersionServer {
     port: u16,
     served: Arc<AtomicU64>,
+    held: Arc<tokio::sync::Semaphore>,
 }
 
 impl VersionServer {
@@ -37,7 +39,8 @@ impl VersionServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let served = Arc::new(AtomicU64::new(0));
-        let counter = served.clone();
+        let held = Arc::new(tokio::sync::Semaphore::new(0));
+        let (counter, gate) = (served.clone(), held.clone());
         let app = axum::Router::new()
             .route(
                 "/",
@@ -46,9 +49,16 @@ impl VersionServer {
                     async move { version }
                 }),
             )
+            .route(
+                "/held",
+                axum::routing::get(move || async move {
+                    let _released = gate.acquire().await;
+                    version
+                }),
+            )
             .route("/healthz", axum::routing::get(|| async { "ok" }));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { port, served }
+        Self { port, served, held }
     }
 }
 
@@ -75,7 +85,7 @@ impl Stage {
         .await;
         let ingest = app.token("fleet", &[Scope::Ingest, Scope::Read]).await;
         let haproxy = HaproxyProcess::start().await;
-        let provider = haproxy.provider(Duration::from_secs(5));
+        let provider = haproxy.provider(Duration::from_secs(60));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
         Self { app, ingest, haproxy, provider, client, database_url, influx }
     }
@@ -333,4 +343,45 @@ async fn opsdeck_router_with_the_haproxy_provider_follows_policy_changes_pushed_
     assert_eq!(ready.status(), 200, "router output:\n{}", router.output());
     let report: serde_json::Value = ready.json().await.expect("json");
     assert_eq!(report["revisions"]["web"], 2, "{report}");
+}
+
+#[tokio::test]
+async fn a_departed_instance_with_a_request_in_flight_drains_and_is_deleted_only_when_it_ends() {
+    let stage = Stage::new().await;
+    let (a, b) = (VersionServer::start("v1").await, VersionServer::start("v1").await);
+    stage.register("v1", &a).await;
+    let leaving = stage.register("v1", &b).await;
+    stage.set_weights(&[("v1", 100)]).await;
+    // Round robin puts one of two held requests on each server.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let request = stage.client.get(format!("{}/held", stage.haproxy.url())).header("host", "web").send();
+            tokio::spawn(request)
+        })
+        .collect();
+    wait_until("a request held on the leaving server", PATIENCE, || async {
+        let sessions = stage.haproxy.runtime().current_sessions().await.ok()?;
+        (sessions.get(&("opsdeck_web".to_owned(), leaving.clone())) == Some(&1)).then_some(())
+    })
+    .await;
+
+    stage.deregister(&leaving).await;
+    stage.apply().await;
+    let state = stage.haproxy.runtime().servers_state().await.expect("show servers state");
+    let draining = state.iter().find(|s| s.server == leaving).expect("still there while its request runs");
+    assert!(draining.draining(), "it drains: no new requests ({draining:?})");
+    assert_eq!(stage.spread(40).await, HashMap::from([("v1".to_owned(), 40)]));
+    assert_eq!(b.served.load(Ordering::Relaxed), 0, "the draining server got no new requests");
+
+    a.held.add_permits(1);
+    b.held.add_permits(1);
+    for request in held {
+        let answer = request.await.expect("the request task").expect("HAProxy answers the held request");
+        assert_eq!(answer.status(), 200, "the request in flight finished normally");
+    }
+    wait_until("the drained server to be deleted once its request ended", PATIENCE, || async {
+        stage.apply().await;
+        (!stage.servers().await.contains_key(&leaving)).then_some(())
+    })
+    .await;
 }
