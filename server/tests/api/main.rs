@@ -19,5 +19,8 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod releases;
+mod releases_bluegreen;
+mod releases_canary;
 mod tail;
 mod topology;
