@@ -6,8 +6,12 @@
 //! - [`procstat`]: CPU time, memory and scheduling figures of a process, from `/proc`.
 //! - [`opsdeck`]: starts `opsdeck serve` as a child process, creates tokens, registers instances.
 //! - [`report`]: the result table.
+//! - [`loadgen`]: a closed-loop HTTP load generator on hyper (the router benchmark).
+//! - [`proxies`]: `opsdeck router`, HAProxy, nginx and kill-able upstreams for the router benchmark.
 
+pub mod loadgen;
 pub mod opsdeck;
 pub mod procstat;
+pub mod proxies;
 pub mod report;
 pub mod target;

@@ -96,3 +96,40 @@ fn a_zero_body_limit_is_refused() {
 fn anonymous_read_is_switched_on_by_its_flag() {
     assert!(serve(&["--anonymous-read"]).expect("flag").auth.anonymous_read);
 }
+
+#[test]
+fn the_router_takes_the_flags_of_the_shared_contract() {
+    let argv = [
+        "opsdeck",
+        "router",
+        "--listen",
+        "127.0.0.1:8080",
+        "--admin-listen",
+        "127.0.0.1:8081",
+        "--database-url",
+        "postgres://postgres@127.0.0.1:5432/opsdeck",
+        "--influx-url",
+        "http://127.0.0.1:8086",
+        "--opsdeck-url",
+        "http://127.0.0.1:3000",
+        "--ingest-token",
+        "odk_secret",
+        "--provider",
+        "haproxy",
+        "--haproxy-socket",
+        "/run/haproxy/admin.sock",
+        "--haproxy-backend-prefix",
+        "svc_",
+    ];
+    let Command::Router(settings) = Cli::try_parse_from(argv).expect("parses").command else {
+        unreachable!("asked for router")
+    };
+    assert_eq!(settings.admin_listen.port(), 8081);
+    assert_eq!(settings.provider, crate::router::ProviderKind::Haproxy);
+    assert_eq!(
+        settings.haproxy.socket,
+        Some(crate::traffic::haproxy::runtime::RuntimeSocket::Unix("/run/haproxy/admin.sock".into()))
+    );
+    assert_eq!(settings.haproxy.backend_prefix, "svc_");
+    assert_eq!(settings.ingest_token.as_deref(), Some("odk_secret"));
+}

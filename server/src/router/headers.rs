@@ -203,3 +203,43 @@ pub fn too_large(limit: usize, reason: &str) -> Response {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = http::Request::builder().uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).expect("a request").into_parts().0
+    }
+
+    #[test]
+    fn the_host_loses_its_port_and_case() {
+        assert_eq!(host(&parts("/", &[("host", "Web.Example.org:8080")])).as_deref(), Some("web.example.org"));
+        assert_eq!(host(&parts("/", &[("host", "[::1]:80")])).as_deref(), Some("::1"));
+        assert_eq!(host(&parts("/", &[])), None);
+    }
+
+    #[test]
+    fn the_prefix_is_stripped_only_when_the_route_says_so() {
+        let route = Route { host: None, path_prefix: Some("/shop/".to_owned()), strip_prefix: true };
+        let uri: Uri = "/shop/cart?x=1".parse().expect("uri");
+        assert_eq!(upstream_path_and_query(&uri, &route), "/cart?x=1");
+        assert_eq!(upstream_path_and_query(&"/shop".parse().expect("uri"), &route), "/");
+        let kept = Route { strip_prefix: false, ..route };
+        assert_eq!(upstream_path_and_query(&uri, &kept), "/shop/cart?x=1");
+    }
+
+    #[test]
+    fn the_sticky_value_comes_from_the_header_then_the_cookie() {
+        let sticky = Sticky { header: Some("x-user".to_owned()), cookie: Some("uid".to_owned()) };
+        let both = parts("/", &[("x-user", "alice"), ("cookie", "a=1; uid=bob")]);
+        assert_eq!(sticky_value(&both.headers, &sticky).as_deref(), Some(&b"alice"[..]));
+        let cookie = parts("/", &[("cookie", "a=1; uid=bob")]);
+        assert_eq!(sticky_value(&cookie.headers, &sticky).as_deref(), Some(&b"bob"[..]));
+        assert_eq!(sticky_value(&parts("/", &[]).headers, &sticky), None);
+    }
+}

@@ -43,14 +43,17 @@ impl Target {
         self.breaker().try_acquire(Instant::now()).is_ok()
     }
 
-    /// A real answer (or its absence) from this instance.
-    pub fn record(&self, success: bool) {
+    /// A real answer (or its absence) from this instance; true when this failure opened the
+    /// breaker.
+    pub fn record(&self, success: bool) -> bool {
         let mut breaker = self.breaker();
+        let was_open = breaker.state().name() == "open";
         if success {
             breaker.record_success();
         } else {
             breaker.record_failure(Instant::now());
         }
+        !was_open && breaker.state().name() == "open"
     }
 
     pub fn breaker_state(&self) -> &'static str {

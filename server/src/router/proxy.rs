@@ -120,17 +120,16 @@ pub async fn forward(
         let outgoing =
             headers::build_request(&method, &pick.target.authority, &target_path, &base_headers, body.clone());
         let attempt = send(&proxy.client, outgoing, proxy.settings.attempt_timeout.min(remaining)).await;
-        let retry = match &attempt {
+        let (success, retry) = match &attempt {
             Attempt::Answered(response) => {
-                let status = response.status();
-                pick.target.record(status.as_u16() < 500);
-                idempotent(&method) && matches!(status.as_u16(), 502..=504)
+                let status = response.status().as_u16();
+                (status < 500, idempotent(&method) && matches!(status, 502..=504))
             }
-            Attempt::Failed { connect, .. } => {
-                pick.target.record(false);
-                *connect || idempotent(&method)
-            }
+            Attempt::Failed { connect, .. } => (false, *connect || idempotent(&method)),
         };
+        if pick.target.record(success) {
+            proxy.report.breaker_opened(&name, &pick.target.upstream);
+        }
         last = Some((pick, attempt));
         if !retry || Instant::now() >= deadline {
             break;

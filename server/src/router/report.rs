@@ -58,6 +58,7 @@ pub struct Reporter {
     retries: Family<ServiceLabel, Counter>,
     fallbacks: Family<ServiceLabel, Counter>,
     no_upstream: Family<ServiceLabel, Counter>,
+    breakers_opened: Family<ServiceLabel, Counter>,
     unrouted: Counter,
     points_dropped: Counter,
     points: Option<Arc<Buffer>>,
@@ -71,6 +72,7 @@ impl Reporter {
         let retries = Family::<ServiceLabel, Counter>::default();
         let fallbacks = Family::<ServiceLabel, Counter>::default();
         let no_upstream = Family::<ServiceLabel, Counter>::default();
+        let breakers_opened = Family::<ServiceLabel, Counter>::default();
         let unrouted = Counter::default();
         let points_dropped = Counter::default();
         registry.register("requests", "Requests answered, by service, version and status class", requests.clone());
@@ -81,13 +83,29 @@ impl Reporter {
             fallbacks.clone(),
         );
         registry.register("no_upstream", "Requests answered 503: no healthy instance", no_upstream.clone());
+        registry.register(
+            "breakers_opened",
+            "Times an instance's passive circuit breaker opened (connect errors or 5xx in a row)",
+            breakers_opened.clone(),
+        );
         registry.register("unrouted", "Requests no service's route matched (404)", unrouted.clone());
         registry.register(
             "points_dropped",
             "Request points not sent to InfluxDB because the buffer was full",
             points_dropped.clone(),
         );
-        Self { registry, requests, retries, fallbacks, no_upstream, unrouted, points_dropped, points, access_log }
+        Self {
+            registry,
+            requests,
+            retries,
+            fallbacks,
+            no_upstream,
+            breakers_opened,
+            unrouted,
+            points_dropped,
+            points,
+            access_log,
+        }
     }
 
     pub fn retried(&self, service: &str) {
@@ -97,6 +115,11 @@ impl Reporter {
     pub fn fell_back(&self, service: &str, wanted: &str, got: &str) {
         tracing::info!(service, wanted, got, "version without an instance to take the call; served by another");
         self.fallbacks.get_or_create(&ServiceLabel { service: service.to_owned() }).inc();
+    }
+
+    pub fn breaker_opened(&self, service: &str, upstream: &Upstream) {
+        tracing::warn!(service, instance = %upstream.id, address = %upstream.address(), "circuit breaker opened: the instance is out of rotation until a trial call succeeds");
+        self.breakers_opened.get_or_create(&ServiceLabel { service: service.to_owned() }).inc();
     }
 
     pub fn no_upstream(&self, service: &str) {

@@ -22,5 +22,8 @@ mod openapi;
 mod releases;
 mod releases_bluegreen;
 mod releases_canary;
+mod router;
+mod router_load;
+mod router_outage;
 mod tail;
 mod topology;
