@@ -18,7 +18,7 @@ use app::model::{
     traffic::{TrafficChange, VersionWeight},
 };
 use opsdeck::traffic::{RoutingTable, TrafficProvider, haproxy::HaproxyProvider, store};
-use serde_json::json;
+use serde_json::{Value, json};
 use testkit::{HaproxyProcess, TestApp, wait_until};
 use tokio::net::TcpListener;
 
@@ -192,20 +192,53 @@ async fn the_same_canary_flow_passes_with_the_haproxy_provider() {
     let (v1, v2) = (VersionServer::start("v1").await, VersionServer::start("v2").await);
     stage.register("v1", &v1).await;
     stage.register("v2", &v2).await;
+    let operator = stage.app.token("operator", &[Scope::Read, Scope::Operate]).await;
+    let call = |method: reqwest::Method, path: &str, body: Value| {
+        let request = stage.app.http.request(method, stage.app.url(path)).bearer_auth(&operator).json(&body);
+        async move {
+            let response = request.send().await.expect("the app answers");
+            (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let revision = || async {
+        let (_, policy) = call(reqwest::Method::GET, "/api/v1/services/web/traffic", Value::Null).await;
+        policy["revision"].as_i64().expect("a revision")
+    };
 
-    stage.set_weights(&[("v1", 100), ("v2", 0)]).await;
+    let stable = json!({"expected_revision": 0, "weights": [{"version": "v1", "percent": 100}]});
+    assert_eq!(call(reqwest::Method::PUT, "/api/v1/services/web/traffic", stable).await.0, 200);
+    stage.apply().await;
     let pid_with_web = stage.worker_pid().await;
     assert_eq!(stage.spread(400).await, HashMap::from([("v1".to_owned(), 400)]), "100/0 sends everything to v1");
 
-    stage.set_weights(&[("v1", 90), ("v2", 10)]).await;
+    // The release buttons, through the API: a canary at 10 %, the next step (100 %), abort.
+    let start = json!({"strategy": "canary", "target_version": "v2", "expected_revision": revision().await,
+        "steps": [{"percent": 10, "hold_seconds": 600}, {"percent": 100, "hold_seconds": 600}]});
+    let (status, release) = call(reqwest::Method::POST, "/api/v1/services/web/releases", start).await;
+    assert_eq!(status, 201, "{release}");
+    let id = release["id"].as_i64().expect("a release id");
+    let act = |action: &'static str| {
+        let (stage, call, revision) = (&stage, &call, &revision);
+        async move {
+            let body = json!({"action": action, "expected_revision": revision().await});
+            let (status, answer) = call(reqwest::Method::POST, &format!("/api/v1/releases/{id}/actions"), body).await;
+            assert_eq!(status, 200, "{action}: {answer}");
+            stage.apply().await;
+        }
+    };
+    stage.apply().await;
     let canary = stage.spread(2_400).await;
     let at_v2 = share(&canary, "v2");
     assert!((8.0..=12.0).contains(&at_v2), "a 10 % canary got {at_v2:.2} % of 2,400 requests: {canary:?}");
 
-    stage.set_weights(&[("v1", 0), ("v2", 100)]).await;
-    assert_eq!(stage.spread(400).await, HashMap::from([("v2".to_owned(), 400)]), "0/100 sends everything to v2");
+    act("next_step").await;
+    assert_eq!(
+        stage.spread(400).await,
+        HashMap::from([("v2".to_owned(), 400)]),
+        "the 100 % step sends everything to v2"
+    );
 
-    stage.set_weights(&[("v1", 100), ("v2", 0)]).await;
+    act("abort").await;
     assert_eq!(
         stage.spread(400).await,
         HashMap::from([("v1".to_owned(), 400)]),
