@@ -15,7 +15,7 @@ use std::{
 
 use app::model::{
     identity::Scope,
-    traffic::{TrafficChange, VersionWeight},
+    traffic::{Route, TrafficChange, VersionWeight},
 };
 use opsdeck::traffic::{RoutingTable, TrafficProvider, haproxy::HaproxyProvider, store};
 use serde_json::{Value, json};
@@ -56,7 +56,8 @@ impl VersionServer {
                     version
                 }),
             )
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .fallback(move |uri: axum::http::Uri| async move { format!("{version} {uri}") });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { port, served, held }
     }
@@ -92,7 +93,11 @@ impl Stage {
 
     /// Registers a server of `web` and waits until the app's checker finds it healthy.
     async fn register(&self, version: &str, server: &VersionServer) -> String {
-        let body = json!({"service": "web", "version": version, "cluster": "east", "node": "east-1",
+        self.register_in("web", version, server).await
+    }
+
+    async fn register_in(&self, service: &str, version: &str, server: &VersionServer) -> String {
+        let body = json!({"service": service, "version": version, "cluster": "east", "node": "east-1",
                           "host": "127.0.0.1", "port": server.port, "health_check_path": "/healthz",
                           "ttl_seconds": 3600});
         let response = self.app.http.post(self.app.url("/api/v1/instances")).bearer_auth(&self.ingest).json(&body);
@@ -417,4 +422,40 @@ async fn a_departed_instance_with_a_request_in_flight_drains_and_is_deleted_only
         (!stage.servers().await.contains_key(&leaving)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn haproxy_routes_by_path_prefix_and_strips_it_as_the_policy_says() {
+    let stage = Stage::new().await;
+    // Shop's version is called s1, so each answer says who gave it.
+    let (web, shop) = (VersionServer::start("v1").await, VersionServer::start("s1").await);
+    stage.register_in("web", "v1", &web).await;
+    stage.register_in("shop", "s1", &shop).await;
+    let mut tx = stage.app.db.begin().await.expect("begin");
+    let change = TrafficChange {
+        expected_revision: 0,
+        weights: vec![VersionWeight { version: "s1".into(), percent: 100 }],
+        sticky: Default::default(),
+        route: Route { host: None, path_prefix: Some("/shop".into()), strip_prefix: true },
+        reason: None,
+    };
+    store::write(&mut tx, "shop", &change, "test").await.expect("shop's route is written");
+    tx.commit().await.expect("commit");
+    stage.apply().await;
+
+    let get = |host: &'static str, path: &'static str| {
+        let request = stage.client.get(format!("{}{path}", stage.haproxy.url())).header("host", host).send();
+        async move {
+            let response = request.await.expect("HAProxy answers");
+            (response.status().as_u16(), response.text().await.unwrap_or_default())
+        }
+    };
+    let answer = get("web", "/shop/cart?x=1").await;
+    assert_eq!(answer, (200, "s1 /cart?x=1".to_owned()), "the prefix wins over the Host name and is stripped");
+    assert_eq!(get("anything", "/shop").await, (200, "s1".to_owned()), "the bare prefix is shop's /");
+    assert_eq!(shop.served.load(Ordering::Relaxed), 1);
+    let answer = get("web.example.com", "/shopping").await;
+    assert_eq!(answer, (200, "v1 /shopping".to_owned()), "/shopping is not under /shop: web's, by its name");
+    assert_eq!(get("WEB:8080", "/").await, (200, "v1".to_owned()), "the Host name matches without case or port");
+    assert_eq!(get("nobody", "/").await.0, 503, "no service matches: HAProxy has no backend for it");
 }
