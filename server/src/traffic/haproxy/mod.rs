@@ -337,3 +337,36 @@ impl TrafficProvider for Tee {
         self.then.apply(table).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_haproxy_provider_needs_a_socket_and_a_generated_config_needs_a_unix_one() {
+        let missing = HaproxyArgs::default().provider().err().expect("refused without a socket");
+        assert!(format!("{missing}").contains("--haproxy-socket"), "{missing}");
+
+        let tcp = HaproxyArgs {
+            socket: Some("127.0.0.1:9999".parse().expect("a socket")),
+            config: Some("/tmp/haproxy.cfg".into()),
+            master_socket: Some("/tmp/master.sock".into()),
+            listen: Some("127.0.0.1:80".parse().expect("an address")),
+            ..HaproxyArgs::default()
+        };
+        let refused = tcp.provider().err().expect("refused with a TCP socket");
+        assert!(format!("{refused}").contains("unix stats socket"), "{refused}");
+
+        let half = HaproxyArgs {
+            socket: Some("/run/haproxy.sock".parse().expect("a socket")),
+            config: Some("/tmp/haproxy.cfg".into()),
+            ..HaproxyArgs::default()
+        };
+        let refused = half.provider().err().expect("refused without the master socket");
+        assert!(format!("{refused}").contains("--haproxy-master-socket"), "{refused}");
+
+        let plain =
+            HaproxyArgs { socket: Some("/run/haproxy.sock".parse().expect("a socket")), ..HaproxyArgs::default() };
+        assert_eq!(plain.provider().expect("a provider").backend_name("web"), "opsdeck_web");
+    }
+}
