@@ -15,27 +15,25 @@ use std::{
 
 use app::model::{
     identity::Scope,
-    traffic::{Route, TrafficChange, VersionWeight},
+    traffic::{TrafficChange, VersionWeight},
 };
 use opsdeck::traffic::{RoutingTable, TrafficProvider, haproxy::HaproxyProvider, store};
 use serde_json::{Value, json};
 use testkit::{HaproxyProcess, TestApp, wait_until};
 use tokio::net::TcpListener;
 
-use crate::demo::Process;
-
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// An upstream that answers `GET /` with its version and counts what it served; `GET /held`
 /// answers only once the test releases it (a request kept in flight).
-struct VersionServer {
-    port: u16,
-    served: Arc<AtomicU64>,
+pub(crate) struct VersionServer {
+    pub(crate) port: u16,
+    pub(crate) served: Arc<AtomicU64>,
     held: Arc<tokio::sync::Semaphore>,
 }
 
 impl VersionServer {
-    async fn start(version: &'static str) -> Self {
+    pub(crate) async fn start(version: &'static str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let served = Arc::new(AtomicU64::new(0));
@@ -64,19 +62,19 @@ impl VersionServer {
 }
 
 /// The app, a private HAProxy and the provider that drives it.
-struct Stage {
-    app: TestApp,
+pub(crate) struct Stage {
+    pub(crate) app: TestApp,
     ingest: String,
-    haproxy: HaproxyProcess,
+    pub(crate) haproxy: HaproxyProcess,
     provider: HaproxyProvider,
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     /// The app's database and InfluxDB, for an `opsdeck router` process beside it.
-    database_url: String,
-    influx: (String, String),
+    pub(crate) database_url: String,
+    pub(crate) influx: (String, String),
 }
 
 impl Stage {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let mut database_url = String::new();
         let mut influx = (String::new(), String::new());
         let app = TestApp::spawn_with(|settings| {
@@ -92,11 +90,11 @@ impl Stage {
     }
 
     /// Registers a server of `web` and waits until the app's checker finds it healthy.
-    async fn register(&self, version: &str, server: &VersionServer) -> String {
+    pub(crate) async fn register(&self, version: &str, server: &VersionServer) -> String {
         self.register_in("web", version, server).await
     }
 
-    async fn register_in(&self, service: &str, version: &str, server: &VersionServer) -> String {
+    pub(crate) async fn register_in(&self, service: &str, version: &str, server: &VersionServer) -> String {
         let body = json!({"service": service, "version": version, "cluster": "east", "node": "east-1",
                           "host": "127.0.0.1", "port": server.port, "health_check_path": "/healthz",
                           "ttl_seconds": 3600});
@@ -123,13 +121,13 @@ impl Stage {
         id
     }
 
-    async fn deregister(&self, id: &str) {
+    pub(crate) async fn deregister(&self, id: &str) {
         let response = self.app.http.delete(self.app.url(&format!("/api/v1/instances/{id}"))).bearer_auth(&self.ingest);
         assert_eq!(response.send().await.expect("answer").status(), 204);
     }
 
     /// Sets web's weights as release control does (through the store, with its revision).
-    async fn set_weights(&self, weights: &[(&str, u8)]) {
+    pub(crate) async fn set_weights(&self, weights: &[(&str, u8)]) {
         let mut tx = self.app.db.begin().await.expect("begin");
         let current = store::load(&mut *tx, "web").await.expect("load").map_or(0, |p| p.revision);
         let change = TrafficChange {
@@ -145,13 +143,13 @@ impl Stage {
     }
 
     /// What the watch loop does on every change: load the table, apply it.
-    async fn apply(&self) {
+    pub(crate) async fn apply(&self) {
         let table = RoutingTable::load(&self.app.db).await.expect("the routing table loads");
         self.provider.apply(Arc::new(table)).await.expect("HAProxy takes the table");
     }
 
     /// `total` requests for web through HAProxy, 8 at a time; counts the answers by body.
-    async fn spread(&self, total: usize) -> HashMap<String, usize> {
+    pub(crate) async fn spread(&self, total: usize) -> HashMap<String, usize> {
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..8 {
             let (client, url) = (self.client.clone(), self.haproxy.url());
@@ -174,13 +172,13 @@ impl Stage {
         counts
     }
 
-    async fn worker_pid(&self) -> String {
+    pub(crate) async fn worker_pid(&self) -> String {
         let info = self.haproxy.runtime().send("show info").await.expect("show info");
         info.lines().find(|l| l.starts_with("Pid: ")).expect("a Pid line").to_owned()
     }
 
     /// web's servers in HAProxy: name → user weight.
-    async fn servers(&self) -> HashMap<String, u16> {
+    pub(crate) async fn servers(&self) -> HashMap<String, u16> {
         let servers = self.haproxy.runtime().servers_state().await.expect("show servers state");
         servers.into_iter().filter(|s| s.backend == "opsdeck_web").map(|s| (s.server, s.weight)).collect()
     }
@@ -330,60 +328,6 @@ async fn a_new_instance_joins_haproxy_with_its_versions_weight() {
 }
 
 #[tokio::test]
-async fn opsdeck_router_with_the_haproxy_provider_follows_policy_changes_pushed_by_postgresql() {
-    let stage = Stage::new().await;
-    let (v1, v2) = (VersionServer::start("v1").await, VersionServer::start("v2").await);
-    let (one, two) = (stage.register("v1", &v1).await, stage.register("v2", &v2).await);
-    let settings = &stage.haproxy.settings;
-    let admin = testkit::free_port();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"));
-    command
-        .args(["router", "--listen", "127.0.0.1:0", "--admin-listen", &format!("127.0.0.1:{admin}")])
-        .args(["--database-url", &stage.database_url, "--influx-url", &stage.influx.0])
-        .args(["--influx-database", &stage.influx.1, "--full-reload-every", "1s"])
-        .args(["--provider", "haproxy", "--haproxy-socket"])
-        .arg(&settings.stats_socket)
-        .arg("--haproxy-config")
-        .arg(&settings.path)
-        .arg("--haproxy-master-socket")
-        .arg(&settings.master_socket)
-        .args(["--haproxy-listen", &settings.listen.to_string()]);
-    let router = Process::spawn(command);
-
-    // No policy yet: both versions share the traffic.
-    let both = wait_until("HAProxy to get web's two servers from the router", PATIENCE * 2, || async {
-        let servers = stage.servers().await;
-        (servers.get(&one) == Some(&100) && servers.get(&two) == Some(&100)).then_some(())
-    });
-    if tokio::time::timeout(PATIENCE, both).await.is_err() {
-        panic!("the router did not drive HAProxy within {PATIENCE:?}; its output:\n{}", router.output());
-    }
-    // A policy written to PostgreSQL reaches HAProxy through NOTIFY, without the test applying it.
-    for (weights, only) in [([("v1", 100), ("v2", 0)], "v1"), ([("v1", 0), ("v2", 100)], "v2")] {
-        let mut tx = stage.app.db.begin().await.expect("begin");
-        let revision = store::load(&mut *tx, "web").await.expect("load").map_or(0, |p| p.revision);
-        let change = TrafficChange {
-            expected_revision: revision,
-            weights: weights.iter().map(|(v, p)| VersionWeight { version: (*v).to_owned(), percent: *p }).collect(),
-            sticky: Default::default(),
-            route: Default::default(),
-            reason: None,
-        };
-        store::write(&mut tx, "web", &change, "test").await.expect("the policy is written");
-        tx.commit().await.expect("commit");
-        wait_until(&format!("all of web's traffic to reach {only}"), PATIENCE, || async {
-            let counts = stage.spread(16).await;
-            (counts.len() == 1 && counts.contains_key(only)).then_some(())
-        })
-        .await;
-    }
-    let ready = reqwest::get(format!("http://127.0.0.1:{admin}/readyz")).await.expect("the admin listener answers");
-    assert_eq!(ready.status(), 200, "router output:\n{}", router.output());
-    let report: serde_json::Value = ready.json().await.expect("json");
-    assert_eq!(report["revisions"]["web"], 2, "{report}");
-}
-
-#[tokio::test]
 async fn a_departed_instance_with_a_request_in_flight_drains_and_is_deleted_only_when_it_ends() {
     let stage = Stage::new().await;
     let (a, b) = (VersionServer::start("v1").await, VersionServer::start("v1").await);
@@ -422,40 +366,4 @@ async fn a_departed_instance_with_a_request_in_flight_drains_and_is_deleted_only
         (!stage.servers().await.contains_key(&leaving)).then_some(())
     })
     .await;
-}
-
-#[tokio::test]
-async fn haproxy_routes_by_path_prefix_and_strips_it_as_the_policy_says() {
-    let stage = Stage::new().await;
-    // Shop's version is called s1, so each answer says who gave it.
-    let (web, shop) = (VersionServer::start("v1").await, VersionServer::start("s1").await);
-    stage.register_in("web", "v1", &web).await;
-    stage.register_in("shop", "s1", &shop).await;
-    let mut tx = stage.app.db.begin().await.expect("begin");
-    let change = TrafficChange {
-        expected_revision: 0,
-        weights: vec![VersionWeight { version: "s1".into(), percent: 100 }],
-        sticky: Default::default(),
-        route: Route { host: None, path_prefix: Some("/shop".into()), strip_prefix: true },
-        reason: None,
-    };
-    store::write(&mut tx, "shop", &change, "test").await.expect("shop's route is written");
-    tx.commit().await.expect("commit");
-    stage.apply().await;
-
-    let get = |host: &'static str, path: &'static str| {
-        let request = stage.client.get(format!("{}{path}", stage.haproxy.url())).header("host", host).send();
-        async move {
-            let response = request.await.expect("HAProxy answers");
-            (response.status().as_u16(), response.text().await.unwrap_or_default())
-        }
-    };
-    let answer = get("web", "/shop/cart?x=1").await;
-    assert_eq!(answer, (200, "s1 /cart?x=1".to_owned()), "the prefix wins over the Host name and is stripped");
-    assert_eq!(get("anything", "/shop").await, (200, "s1".to_owned()), "the bare prefix is shop's /");
-    assert_eq!(shop.served.load(Ordering::Relaxed), 1);
-    let answer = get("web.example.com", "/shopping").await;
-    assert_eq!(answer, (200, "v1 /shopping".to_owned()), "/shopping is not under /shop: web's, by its name");
-    assert_eq!(get("WEB:8080", "/").await, (200, "v1".to_owned()), "the Host name matches without case or port");
-    assert_eq!(get("nobody", "/").await.0, 503, "no service matches: HAProxy has no backend for it");
 }

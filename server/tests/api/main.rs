@@ -13,6 +13,7 @@ mod demo_router;
 mod demo_traffic;
 mod events;
 mod haproxy;
+mod haproxy_routing;
 mod health;
 mod influx;
 mod layers;
