@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod error;
 pub mod keys;
 mod manual;

@@ -481,3 +481,46 @@ async fn the_preview_shows_the_weights_after_the_receiving_instances_and_a_refus
     assert!(refused["refusal"].as_str().expect("refusal").starts_with("switch is not possible"), "{refused}");
     assert_eq!(desk.weights("web").await, split(&[("v2", 1), ("v1", 99)]), "a preview changes nothing");
 }
+
+/// `opsdeck release …` with `token`; (succeeded, stdout, stderr).
+async fn release_cli(desk: &Desk, token: &str, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"))
+        .args(["release", "--opsdeck-url", &desk.app.address])
+        .args(args)
+        .env("OPSDECK_TOKEN", token)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("the opsdeck binary runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_release_command_line_starts_and_acts_through_the_api_with_the_same_role_checks() {
+    let desk = Desk::new().await;
+    let (_v1, _v2, _) = desk.two_versions().await;
+    let (ok, out, err) = release_cli(
+        &desk,
+        &desk.operator,
+        &["start", "web", "--strategy", "canary", "--target", "v2", "--steps", "5,50,100", "--hold", "1h"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let release: Value = serde_json::from_str(&out).expect("the new release as JSON");
+    let id = release["id"].as_i64().expect("id").to_string();
+    assert_eq!(desk.weights("web").await, split(&[("v2", 5), ("v1", 95)]));
+
+    let (ok, out, err) = release_cli(&desk, &desk.operator, &["act", &id, "set-percent", "--percent", "30"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).expect("json")["current_percent"], 30);
+    assert_eq!(desk.weights("web").await, split(&[("v2", 30), ("v1", 70)]));
+
+    let (ok, _, err) = release_cli(&desk, &desk.viewer, &["act", &id, "abort"]).await;
+    assert!(!ok, "a viewer can't act from the command line either");
+    assert!(err.contains("403"), "{err}");
+    assert_eq!(desk.weights("web").await, split(&[("v2", 30), ("v1", 70)]));
+}
