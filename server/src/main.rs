@@ -15,7 +15,6 @@ async fn main() -> std::process::ExitCode {
         Command::Demo(settings) => opsdeck::demo::run(*settings, cli.log_format).await,
         Command::DemoService(args) => opsdeck::demo::service::run(args).await,
         Command::Agent(args) => opsdeck::agent::run(args).await,
-        Command::Release(args) => opsdeck::releases::cli::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -36,8 +36,6 @@ pub enum Command {
     DemoService(crate::demo::service::ServiceArgs),
     /// Report this node's CPU, memory, disk and network to opsdeck (token in OPSDECK_TOKEN).
     Agent(crate::agent::AgentArgs),
-    /// Start and act on releases through the JSON API (token in OPSDECK_TOKEN).
-    Release(crate::releases::cli::ReleaseArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

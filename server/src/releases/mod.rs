@@ -7,7 +7,6 @@
 
 pub mod analysis;
 pub mod api;
-pub mod cli;
 pub mod error;
 pub mod keys;
 mod manual;
