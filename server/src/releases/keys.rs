@@ -2,7 +2,17 @@
 //! inside its own transaction (a concurrent repeat waits for it), its answer is stored with it,
 //! a repeat gets that answer, and the same key with another request is refused.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
+
+/// How long a key is remembered (a client retries within minutes, not days).
+pub const KEEP: &str = "1 day";
+
+/// Forgets keys older than [`KEEP`]; returns how many.
+pub async fn forget_old(db: impl PgExecutor<'_>) -> Result<u64, sqlx::Error> {
+    let done =
+        sqlx::query!("DELETE FROM idempotency_keys WHERE created_at < now() - interval '1 day'").execute(db).await?;
+    Ok(done.rows_affected())
+}
 
 /// What an idempotency key holds.
 pub enum KeyState {

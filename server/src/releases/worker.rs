@@ -25,6 +25,8 @@ const LEADER_LOCK: i64 = 0x6f70_7364_6563_6b02;
 const LEADER_POLL: Duration = Duration::from_secs(2);
 /// How often due analyses and steps are looked for.
 const TICK: Duration = Duration::from_millis(250);
+/// How often idempotency keys older than [`super::keys::KEEP`] are forgotten.
+const FORGET_KEYS_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs forever, leading when it holds the lock.
 pub async fn run(releases: Releases) {
@@ -63,9 +65,16 @@ pub async fn run(releases: Releases) {
             }
         };
         let work = async {
+            let mut keys_forgotten = tokio::time::Instant::now();
             loop {
                 if let Err(error) = tick(&releases).await {
                     tracing::warn!(error = %error, "a release controller round failed; trying again");
+                }
+                if keys_forgotten.elapsed() >= FORGET_KEYS_EVERY {
+                    keys_forgotten = tokio::time::Instant::now();
+                    if let Err(error) = super::keys::forget_old(&releases.db).await {
+                        tracing::warn!(%error, "old idempotency keys could not be removed; trying later");
+                    }
                 }
                 tokio::time::sleep(TICK).await;
             }

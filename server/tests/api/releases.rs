@@ -477,6 +477,16 @@ async fn the_preview_shows_the_weights_after_the_receiving_instances_and_a_refus
     expected.sort();
     assert_eq!(receiving, expected);
     assert_eq!(preview["revision"], release["policy_revision"]);
+    assert_eq!(preview["open_breakers"], json!([]));
+    sqlx::query("UPDATE instances SET breaker = 'open' WHERE port = $1")
+        .bind(i32::from(v2.port))
+        .execute(&desk.app.db)
+        .await
+        .expect("open v2's breaker");
+    let preview = desk.get(&format!("/api/v1/releases/{id}/preview?action=abort")).await;
+    assert_eq!(preview["open_breakers"][0]["address"], format!("127.0.0.1:{}", v2.port), "{preview}");
+    assert_eq!(preview["weights_after"], json!([{"version": "v2", "percent": 0}, {"version": "v1", "percent": 100}]));
+    assert_eq!(preview["receiving_instances"].as_array().map(Vec::len), Some(1), "only v1 gets traffic after an abort");
     let refused = desk.get(&format!("/api/v1/releases/{id}/preview?action=switch")).await;
     assert!(refused["refusal"].as_str().expect("refusal").starts_with("switch is not possible"), "{refused}");
     assert_eq!(desk.weights("web").await, split(&[("v2", 1), ("v1", 99)]), "a preview changes nothing");

@@ -25,13 +25,15 @@ fn demo_service(stage: &Stage, version: &str, mode: &str) -> (Process, u16) {
     (Process::spawn(command), port)
 }
 
-#[tokio::test]
-async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_verdict_in_the_audit_log() {
+/// v1 and v2 of `web` as demo services in the given modes, healthy and registered, with a
+/// v1-only policy; and steady load straight to both (as a router would send it), so each
+/// writes its own request metrics.
+async fn two_demo_versions(v2_mode: &str) -> (Desk, Vec<Process>, tokio::task::JoinHandle<()>) {
     let stage = Stage::new().await;
     let (v1, v1_port) = demo_service(&stage, "v1", "healthy");
     stage.registered("web", v1_port, &v1).await;
     stage.health(v1_port, "healthy").await;
-    let (v2, v2_port) = demo_service(&stage, "v2", "faulty");
+    let (v2, v2_port) = demo_service(&stage, "v2", v2_mode);
     stage.registered("web", v2_port, &v2).await;
     stage.health(v2_port, "healthy").await;
     let desk = Desk::with(stage.app).await;
@@ -44,9 +46,6 @@ async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_v
         )
         .await;
     assert_eq!(status, 200, "{policy}");
-
-    // Steady load straight to both versions (as a router would send it), so each writes its own
-    // request metrics.
     let load = tokio::spawn(async move {
         let client = reqwest::Client::new();
         loop {
@@ -56,6 +55,40 @@ async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_v
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
+    (desk, vec![v1, v2], load)
+}
+
+#[tokio::test]
+async fn a_healthy_canary_advances_a_step_only_after_its_hold_with_a_passing_verdict_and_then_awaits_promotion() {
+    let (desk, processes, load) = two_demo_versions("healthy").await;
+    let start = json!({"strategy": "canary", "target_version": "v2", "expected_revision": 1,
+        "steps": [{"percent": 10, "hold_seconds": 1}, {"percent": 50, "hold_seconds": 1}],
+        "analysis": {"interval_seconds": 1, "max_error_rate": 0.1, "max_p99_ratio": 50.0, "min_samples": 5, "breaches_to_rollback": 2}});
+    let (status, release) = desk.start("web", start).await;
+    assert_eq!(status, 201, "{release}");
+    let id = release["id"].as_i64().expect("id");
+    let detail = wait_until("the canary to pass its steps", Duration::from_secs(60), || async {
+        let detail = desk.get(&format!("/api/v1/releases/{id}")).await;
+        (detail["release"]["state"] == "awaiting_promotion").then_some(detail)
+    })
+    .await;
+    load.abort();
+    assert_eq!(detail["release"]["current_percent"], 50);
+    assert_eq!(weights_of(&detail["policy"]["weights"]), [("v2".into(), 50), ("v1".into(), 50)]);
+    // Each step was taken by the controller on a passing verdict.
+    let steps: Vec<&Value> =
+        detail["history"].as_array().expect("history").iter().filter(|h| h["action"] == "next_step").collect();
+    assert_eq!(steps.len(), 2, "{detail}");
+    for step in steps {
+        assert_eq!(step["actor"], "system release-analysis");
+        assert_eq!(step["verdict"]["outcome"], "pass", "{step}");
+    }
+    drop(processes);
+}
+
+#[tokio::test]
+async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_verdict_in_the_audit_log() {
+    let (desk, processes, load) = two_demo_versions("faulty").await;
 
     let start = json!({"strategy": "canary", "target_version": "v2", "expected_revision": 1,
         "steps": [{"percent": 10, "hold_seconds": 600}, {"percent": 100, "hold_seconds": 0}],
@@ -101,7 +134,7 @@ async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_v
     .await
     .expect("events");
     assert_eq!(events, 1);
-    drop((v1, v2));
+    drop(processes);
 }
 
 #[tokio::test]
