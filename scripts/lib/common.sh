@@ -30,6 +30,11 @@ ensure_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The data planes opsdeck drives or is measured against: HAProxy (the second traffic provider,
+# started by the tests on loopback ports) and nginx (the benchmark's reference proxy). Both are
+# run by hand with generated configs; their system services are not used.
+DATA_PLANE_PACKAGES=(haproxy nginx)
+
 ensure_rust() {
   command -v cargo >/dev/null || fail "cargo not found: install Rust with rustup first (https://rustup.rs)"
   if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then

@@ -29,6 +29,12 @@ impl DatabaseUrl {
         Self(url)
     }
 
+    /// The URL with its password, for handing to a child process (in its environment, never
+    /// on its command line or in a log).
+    pub fn expose_secret(&self) -> &str {
+        self.0.as_str()
+    }
+
     /// The name of the database the URL points at.
     pub fn database_name(&self) -> &str {
         self.0.path().trim_start_matches('/')

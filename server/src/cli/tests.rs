@@ -126,7 +126,10 @@ fn the_router_takes_the_flags_of_the_shared_contract() {
     };
     assert_eq!(settings.admin_listen.port(), 8081);
     assert_eq!(settings.provider, crate::router::ProviderKind::Haproxy);
-    assert_eq!(settings.haproxy_socket.as_deref(), Some(std::path::Path::new("/run/haproxy/admin.sock")));
-    assert_eq!(settings.haproxy_backend_prefix, "svc_");
+    assert_eq!(
+        settings.haproxy.socket,
+        Some(crate::traffic::haproxy::runtime::RuntimeSocket::Unix("/run/haproxy/admin.sock".into()))
+    );
+    assert_eq!(settings.haproxy.backend_prefix, "svc_");
     assert_eq!(settings.ingest_token.as_deref(), Some("odk_secret"));
 }

@@ -1,5 +1,5 @@
-//! `opsdeck demo` itself: the dashboard (in-process), the fleet and the control API together,
-//! started in that order and stopped in the reverse one.
+//! `opsdeck demo` itself: the dashboard (in-process), the fleet, its router and the control API
+//! together, started in that order and stopped in the reverse one.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -10,6 +10,7 @@ use super::{
     DemoSettings,
     fleet::{Fleet, Launch, MemberStatus, ProcessState},
     plan::{FleetPlan, MemberKind},
+    router::{DemoRouter, RouterAddresses},
 };
 use crate::{audit::Actor, auth::RequestContext, cli::LogFormat, startup::Application};
 
@@ -51,16 +52,33 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
     services.sort_unstable();
     services.dedup();
     let discoverable = until_discoverable(dashboard_url.clone(), token.clone(), services);
+    if let Err(error) = super::router::initial_policies(&db, &plan).await {
+        tracing::warn!(error = format!("{error:#}"), "could not set the demo's initial traffic policies");
+    }
     let launch = Launch {
         exe: std::env::current_exe().context("cannot find this program's own path to start the demo services")?,
         opsdeck_url: format!("http://{}", reachable(dashboard)),
         token,
         log_format,
     };
-    let traffic_targets =
-        if settings.traffic_targets.is_empty() { entry_points(&plan) } else { settings.traffic_targets.clone() };
+    let router_addresses =
+        RouterAddresses { listen: settings.router_listen, admin: reachable(settings.router_admin_listen) };
+    let router = DemoRouter::start(
+        &launch.exe,
+        &settings.serve,
+        router_addresses,
+        &launch.opsdeck_url,
+        &launch.token,
+        log_format,
+    )?;
+    let traffic_targets = if settings.traffic_targets.is_empty() {
+        through_router(&plan, reachable(settings.router_listen))
+    } else {
+        settings.traffic_targets.iter().cloned().map(super::traffic::Target::direct).collect()
+    };
     let fleet = Arc::new(Fleet::new(launch, plan)?);
     let started = fleet.start_all().await;
+    router.until_ready().await;
     let stop_traffic = tokio_util::sync::CancellationToken::new();
     let traffic_rps = settings.traffic_rps;
     let traffic = tokio::spawn({
@@ -80,7 +98,7 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         let _ = control_stop.await;
     }));
     tracing::info!(dashboard = %format!("http://{dashboard}/"), control = %format!("http://{control_address}/"), instances = started.len(), "opsdeck demo is running");
-    print_banner(dashboard, control_address, &started);
+    print_banner(dashboard, control_address, router_addresses, &started);
 
     let outcome = tokio::select! {
         _ = &mut stop_requested => Ok(()),
@@ -90,6 +108,7 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
     tracing::info!("stopping the demo traffic and fleet (each service deregisters), then the dashboard");
     stop_traffic.cancel();
     let _ = traffic.await;
+    router.stop().await;
     fleet.stop_all().await;
     let (actor, context) = (Actor::system("opsdeck demo"), RequestContext::default());
     if let Err(error) = crate::auth::tokens::revoke(&db, token_id, &actor, &context).await {
@@ -187,13 +206,17 @@ async fn until_discoverable(dashboard_url: String, token: String, services: Vec<
     }
 }
 
-/// `GET /checkout` on every instance of the entry service: where the load generator sends.
-fn entry_points(plan: &FleetPlan) -> Vec<url::Url> {
-    plan.instances
+/// Where the load generator sends: `GET /checkout` through the router with `Host: web`, one
+/// target per instance of the entry service (the load it had when it went to each directly).
+fn through_router(plan: &FleetPlan, router: SocketAddr) -> Vec<super::traffic::Target> {
+    let Ok(url) = url::Url::parse(&format!("http://{router}{}", super::work::CHECKOUT_PATH)) else { return Vec::new() };
+    let entries = plan
+        .instances
         .iter()
         .filter(|i| i.kind == MemberKind::Service && i.service == super::plan::ENTRY_SERVICE)
-        .filter_map(|i| url::Url::parse(&format!("http://{}{}", i.address, super::work::CHECKOUT_PATH)).ok())
-        .collect()
+        .count();
+    let target = super::traffic::Target { url, host: Some(super::plan::ENTRY_SERVICE.to_owned()) };
+    vec![target; entries]
 }
 
 /// The token the fleet uses: *ingest* to register, heartbeat and send logs and metrics, *read*
@@ -224,9 +247,10 @@ fn reachable(address: SocketAddr) -> SocketAddr {
 }
 
 /// Where everything is and what to try, for the person who started the demo.
-fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberStatus]) {
+fn print_banner(dashboard: SocketAddr, control: SocketAddr, router: RouterAddresses, started: &[MemberStatus]) {
     let dashboard = reachable(dashboard);
     let control = reachable(control);
+    let (router_at, router_admin) = (reachable(router.listen), router.admin);
     let example = started.first().map(|s| s.spec.id.as_str()).unwrap_or("web-v1@east-1");
     let node = started.first().map(|s| s.spec.node.as_str()).unwrap_or("east-1");
     let running = started.iter().filter(|s| s.state == ProcessState::Running).count();
@@ -237,7 +261,8 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
         .unwrap_or_else(|| "127.0.1.1:8100".into());
     println!(
         "\nopsdeck demo: {running} of {} demo instances started\n\
-         \n  dashboard     http://{dashboard}/\n  control API   http://{control}/   (the fleet as a table)\n\
+         \n  dashboard     http://{dashboard}/\n  control API   http://{control}/   (the fleet as a table)\
+         \n  router        http://{router_at}/   (Host = service; admin http://{router_admin}/status)\n\
          \nTry:\n\
          \n  curl -s http://{control}/fleet                                      # the fleet, as JSON\
          \n  curl -s -X PUT http://{control}/instances/{example}/mode -d '{{\"mode\":\"error\"}}'   # healthy | slow | error | exit\
@@ -246,6 +271,8 @@ fn print_banner(dashboard: SocketAddr, control: SocketAddr, started: &[MemberSta
          \n  curl -s -X POST http://{control}/instances/{example}/start              # start one stopped instance\
          \n  curl -s -X POST http://{control}/instances/{example}/stop               # SIGTERM: it deregisters and exits\
          \n  curl -si http://{entry}/checkout                                   # one request through the chain; x-trace-id names its trace\
+         \n  curl -si -H 'Host: web' http://{router_at}/checkout               # the same through the router (web: 100 % v1, v2 at 0 %)\
+         \n  curl -s -X PUT http://{control}/instances/web-v2@east-3/mode -d '{{\"mode\":\"faulty\"}}'   # make v2 fail half its requests, then start a canary of web v2\
          \n  (its log lines: GET http://{dashboard}/api/v1/logs?trace_id=… with a read token)\
          \n\nCtrl-C stops everything.\n",
         started.len()

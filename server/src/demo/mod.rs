@@ -10,7 +10,8 @@
 //! The services do real work ([`work`]: web → api → payments on `GET /checkout`, each callee
 //! found through discovery by [`downstream`]), carry a W3C trace across the calls ([`trace`]),
 //! and send their log lines and `http_requests` points to opsdeck ([`telemetry`], through the
-//! bounded [`outbox`]es); [`traffic`] is the demo's steady load.
+//! bounded [`outbox`]es); [`traffic`] is the demo's steady load, sent through the `opsdeck router`
+//! child that [`router`] starts (every service 100 % on v1, v2 beside it at 0 %).
 
 pub mod command;
 pub mod control;
@@ -20,6 +21,7 @@ pub mod mode;
 pub mod outbox;
 pub mod plan;
 pub mod registrar;
+pub mod router;
 pub mod service;
 pub mod telemetry;
 pub mod trace;
@@ -48,7 +50,7 @@ pub struct DemoSettings {
     )]
     pub control_listen: SocketAddr,
 
-    /// Which fleet to start: `full` (2 clusters × 3 nodes, 18 instances) or `small` (1 cluster × 2 nodes, 2 instances).
+    /// Which fleet to start: `full` (2 clusters × 3 nodes, 18 instances) or `small` (1 cluster × 3 nodes, web v1 ×2 and v2).
     #[arg(long = "fleet", env = "OPSDECK_DEMO_FLEET", value_enum, default_value_t = FleetSize::Full, help_heading = "Demo")]
     pub fleet: FleetSize,
 
@@ -56,15 +58,34 @@ pub struct DemoSettings {
     #[arg(long = "service-port-base", env = "OPSDECK_DEMO_SERVICE_PORT_BASE", default_value_t = 8100, value_parser = clap::value_parser!(u16).range(1024..=65000), help_heading = "Demo")]
     pub service_port_base: u16,
 
-    /// Requests per second the demo's load generator sends to each target (`GET /checkout` on
-    /// every web instance unless `--traffic-target` says otherwise); 0 turns it off.
+    /// Requests per second the demo's load generator sends to each target (`GET /checkout`
+    /// through the demo's router, once per web instance, unless `--traffic-target` says
+    /// otherwise); 0 turns it off.
     #[arg(long = "traffic-rps", env = "OPSDECK_DEMO_TRAFFIC_RPS", default_value_t = 2.0, value_parser = parse_rps, help_heading = "Demo")]
     pub traffic_rps: f64,
 
-    /// Where the load generator sends its requests (repeatable), instead of the web instances,
-    /// e.g. a router in front of them: `--traffic-target http://127.0.0.1:8080/checkout`.
+    /// Where the load generator sends its requests (repeatable), instead of through the demo's
+    /// router, e.g. straight to one instance: `--traffic-target http://127.0.1.1:8100/checkout`.
     #[arg(long = "traffic-target", env = "OPSDECK_DEMO_TRAFFIC_TARGETS", value_delimiter = ',', help_heading = "Demo")]
     pub traffic_targets: Vec<url::Url>,
+
+    /// Where the demo's `opsdeck router` takes client traffic (Host = service name).
+    #[arg(
+        long = "router-listen",
+        env = "OPSDECK_DEMO_ROUTER_LISTEN",
+        default_value = "127.0.0.1:3080",
+        help_heading = "Demo"
+    )]
+    pub router_listen: SocketAddr,
+
+    /// The demo router's admin listener (/healthz, /readyz, /status, /metrics).
+    #[arg(
+        long = "router-admin-listen",
+        env = "OPSDECK_DEMO_ROUTER_ADMIN_LISTEN",
+        default_value = "127.0.0.1:3081",
+        help_heading = "Demo"
+    )]
+    pub router_admin_listen: SocketAddr,
 }
 
 /// A request rate between 0 (off) and 100 per second.
@@ -82,7 +103,7 @@ fn parse_rps(text: &str) -> Result<f64, String> {
 pub enum FleetSize {
     /// Two clusters (east, west), three nodes each, web/api/payments in v1 and v2: 18 instances.
     Full,
-    /// One cluster, two nodes, one service: quick to start (tests, slow machines).
+    /// One cluster, three nodes, one service: web v1 on two, web v2 on the third; quick to start (tests, slow machines).
     Small,
 }
 

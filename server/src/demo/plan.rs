@@ -99,7 +99,7 @@ impl FleetPlan {
                     })
                 })
                 .collect(),
-            FleetSize::Small => (1..=2).map(|node| spec(0, 0, "east", 1, node)).collect(),
+            FleetSize::Small => vec![spec(0, 0, "east", 1, 1), spec(0, 0, "east", 1, 2), spec(0, 1, "east", 1, 3)],
         };
         // The full fleet runs an agent per node, as a real one would; the small one (for tests) doesn't.
         let mut instances: Vec<InstanceSpec> = instances;
@@ -172,9 +172,9 @@ mod tests {
     }
 
     #[test]
-    fn the_small_fleet_is_two_instances_on_two_nodes() {
+    fn the_small_fleet_is_web_v1_on_two_nodes_and_web_v2_on_a_third() {
         let plan = FleetPlan::new(FleetSize::Small, 40000);
         let ids: Vec<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["web-v1@east-1", "web-v1@east-2"]);
+        assert_eq!(ids, ["web-v1@east-1", "web-v1@east-2", "web-v2@east-3"]);
     }
 }

@@ -1,7 +1,7 @@
 //! The demo's steady traffic: a light load generator that sends `GET` requests to a list of
-//! URLs (by default each web instance's `/checkout`) at a fixed rate each, so the request
-//! metrics, logs and traces have something real in them. Kept deliberately simple: it knows
-//! only URLs, so pointing it at a router later is a matter of passing that router's address.
+//! targets at a fixed rate each, so the request metrics, logs and traces have something real in
+//! them. By default every target is the demo's router with `Host: web` (one target per web
+//! instance, so the load is the same as when it went to each instance directly).
 
 use std::{
     sync::{
@@ -31,9 +31,23 @@ pub struct TrafficCounts {
     pub skipped: AtomicU64,
 }
 
+/// Where one stream of requests goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub url: url::Url,
+    /// The Host header to send (a router picks the service by it); `None`: the URL's host.
+    pub host: Option<String>,
+}
+
+impl Target {
+    pub fn direct(url: url::Url) -> Self {
+        Self { url, host: None }
+    }
+}
+
 /// Sends `per_second` requests a second to each target until `stop` is cancelled. Returns at
 /// once when there is nothing to do (no targets or a rate of 0).
-pub async fn run(targets: Vec<url::Url>, per_second: f64, stop: CancellationToken) -> Arc<TrafficCounts> {
+pub async fn run(targets: Vec<Target>, per_second: f64, stop: CancellationToken) -> Arc<TrafficCounts> {
     let counts = Arc::new(TrafficCounts::default());
     if targets.is_empty() || per_second <= 0.0 || !per_second.is_finite() {
         return counts;
@@ -65,10 +79,14 @@ pub async fn run(targets: Vec<url::Url>, per_second: f64, stop: CancellationToke
                     counts.skipped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                let (http, counts, url) = (http.clone(), counts.clone(), target.clone());
+                let mut request = http.get(target.url.clone());
+                if let Some(host) = &target.host {
+                    request = request.header(reqwest::header::HOST, host);
+                }
+                let counts = counts.clone();
                 tokio::spawn(async move {
                     counts.sent.fetch_add(1, Ordering::Relaxed);
-                    match http.get(url).send().await {
+                    match request.send().await {
                         Ok(answer) if answer.status().is_success() => counts.succeeded.fetch_add(1, Ordering::Relaxed),
                         _ => counts.failed.fetch_add(1, Ordering::Relaxed),
                     };

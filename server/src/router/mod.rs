@@ -45,18 +45,19 @@ pub struct RouterApp {
     points: Arc<Buffer>,
     access_log: Option<Arc<Outbox>>,
     watch: WatchSettings,
+    /// `--provider haproxy`: the watch loop drives this HAProxy first, then the built-in table
+    /// (which keeps `/status` and the built-in listener on the same policy).
+    haproxy: Option<Arc<crate::traffic::haproxy::HaproxyProvider>>,
 }
 
 impl RouterApp {
     /// Checks the settings and binds both listeners. PostgreSQL is connected lazily: a router
     /// started while it is down serves nothing until it comes, and says so on `/readyz`.
     pub async fn build(settings: RouterSettings) -> anyhow::Result<Self> {
-        if settings.provider != ProviderKind::Router {
-            anyhow::bail!(
-                "--provider {:?}: this command runs the built-in router; the HAProxy provider is driven by `opsdeck router --provider haproxy` once it is built in",
-                settings.provider
-            );
-        }
+        let haproxy = match settings.provider {
+            ProviderKind::Router => None,
+            ProviderKind::Haproxy => Some(Arc::new(settings.haproxy.provider()?)),
+        };
         let influx = InfluxClient::new(settings.influx.to_config()?);
         let db = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
@@ -107,6 +108,7 @@ impl RouterApp {
             points,
             access_log,
             watch: WatchSettings { full_reload_every: settings.full_reload_every },
+            haproxy,
         })
     }
 
@@ -128,7 +130,12 @@ impl RouterApp {
     /// Serves until `shutdown` completes, then finishes requests in flight and flushes metrics.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let provider: Arc<dyn crate::traffic::TrafficProvider> = self.proxy.table.clone();
+        let provider: Arc<dyn crate::traffic::TrafficProvider> = match &self.haproxy {
+            None => self.proxy.table.clone(),
+            Some(haproxy) => {
+                Arc::new(crate::traffic::haproxy::Tee { first: haproxy.clone(), then: self.proxy.table.clone() })
+            }
+        };
         let watcher =
             tokio::spawn(watch(self.db.clone(), provider, self.admin.status.clone(), self.watch, stop.clone()));
         let flush = CancellationToken::new();

@@ -48,13 +48,9 @@ pub struct RouterSettings {
     #[arg(long = "provider", env = "OPSDECK_ROUTER_PROVIDER", value_enum, default_value_t = ProviderKind::Router)]
     pub provider: ProviderKind,
 
-    /// HAProxy's runtime API socket (with --provider haproxy).
-    #[arg(long = "haproxy-socket", env = "OPSDECK_HAPROXY_SOCKET")]
-    pub haproxy_socket: Option<std::path::PathBuf>,
-
-    /// Prefix of the HAProxy backends opsdeck manages (with --provider haproxy).
-    #[arg(long = "haproxy-backend-prefix", env = "OPSDECK_HAPROXY_BACKEND_PREFIX", default_value = "opsdeck_")]
-    pub haproxy_backend_prefix: String,
+    /// The HAProxy provider's flags (--haproxy-socket, --haproxy-backend-prefix, --haproxy-config …).
+    #[command(flatten)]
+    pub haproxy: crate::traffic::haproxy::HaproxyArgs,
 
     /// Longest wait for a TCP connection to an instance.
     #[arg(long = "connect-timeout", env = "OPSDECK_ROUTER_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -123,8 +119,7 @@ impl RouterSettings {
             opsdeck_url: None,
             ingest_token: None,
             provider: ProviderKind::Router,
-            haproxy_socket: None,
-            haproxy_backend_prefix: "opsdeck_".to_owned(),
+            haproxy: crate::traffic::haproxy::HaproxyArgs::default(),
             connect_timeout: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(30),

@@ -7,6 +7,7 @@
 //! [`store::CHANNEL`] tells every data plane, which reloads the [`table::RoutingTable`] and applies
 //! it whole — no request ever sees half a policy.
 
+pub mod haproxy;
 pub mod store;
 pub mod table;
 pub mod watch;

@@ -19,6 +19,8 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
         .args(["--listen", &format!("127.0.0.1:{dashboard_port}")])
         .args(["--control-listen", &format!("127.0.0.1:{control_port}")])
         .args(["--service-port-base", &port_base.to_string()])
+        .args(["--router-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--router-admin-listen", &format!("127.0.0.1:{}", free_port())])
         .env("DATABASE_URL", database.to_string())
         .env("OPSDECK_INFLUX_URL", env.influx_url.as_str())
         .env("OPSDECK_SITE_ROOT", &env.site_root);
@@ -26,7 +28,7 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
     let db = wait_until("the demo's database to be migrated", PATIENCE, || async {
         let pool = sqlx::PgPool::connect_with(database.connect_options()).await.ok()?;
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM instances").fetch_one(&pool).await.ok()?;
-        (count == 2).then_some(pool)
+        (count == 3).then_some(pool)
     })
     .await;
     // The demo set its services' checks through the catalog API, so failures show in seconds.
@@ -65,7 +67,7 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
     assert_eq!(node_health(&db, "east-2").await.as_deref(), Some("healthy"), "the other node is untouched");
     let fleet: Value = http.get(format!("{control}/fleet")).send().await.expect("answer").json().await.expect("json");
     let states: Vec<_> = fleet.as_array().expect("list").iter().map(|m| m["state"].as_str()).collect();
-    assert_eq!(states, [Some("stopped"), Some("running")]);
+    assert_eq!(states, [Some("stopped"), Some("running"), Some("running")]);
 
     let started: Value =
         http.post(format!("{control}/nodes/east-1/start")).send().await.expect("answer").json().await.expect("json");
@@ -93,7 +95,7 @@ async fn the_demo_supervises_a_fleet_whose_nodes_and_modes_are_changed_from_the_
             http.get(format!("{control}/fleet")).send().await.expect("answer").json().await.expect("json");
         fleet.as_array().expect("list").iter().filter_map(|m| m["pid"].as_u64()).collect()
     };
-    assert_eq!(pids.len(), 2);
+    assert_eq!(pids.len(), 3);
     for pid in &pids {
         let environment = std::fs::read(format!("/proc/{pid}/environ")).expect("the service's environment");
         let environment = String::from_utf8_lossy(&environment);
