@@ -141,9 +141,9 @@ mod tests {
 
     #[test]
     fn set_percent_without_a_percent_or_above_100_is_refused_with_the_range() {
-        assert!(parse_action("set_percent", None).unwrap_err().contains("0 to 100"));
-        assert!(parse_action("set_percent", Some(101)).unwrap_err().contains("0 to 100"));
-        assert!(parse_action("launch", None).unwrap_err().contains("set_percent"));
+        assert!(parse_action("set_percent", None).expect_err("refused").contains("0 to 100"));
+        assert!(parse_action("set_percent", Some(101)).expect_err("refused").contains("0 to 100"));
+        assert!(parse_action("launch", None).expect_err("refused").contains("set_percent"));
     }
 
     #[test]

@@ -312,9 +312,9 @@ mod tests {
 
     #[test]
     fn steps_that_fall_or_stop_short_of_100_are_refused_with_why() {
-        assert!(form("5, 1, 100").to_request().unwrap_err().contains("larger"));
-        assert!(form("1, 5, 50").to_request().unwrap_err().contains("100"));
-        assert!(form("0, 100").to_request().unwrap_err().contains("1 to 100"));
+        assert!(form("5, 1, 100").to_request().expect_err("refused").contains("larger"));
+        assert!(form("1, 5, 50").to_request().expect_err("refused").contains("100"));
+        assert!(form("0, 100").to_request().expect_err("refused").contains("1 to 100"));
     }
 
     #[test]

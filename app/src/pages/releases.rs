@@ -102,7 +102,7 @@ fn ReleaseHistory(mut releases: Vec<Release>) -> impl IntoView {
         return view! { <section class="panel"><h2>"History"</h2><p class="muted">"No release has ended yet."</p></section> }
             .into_any();
     }
-    releases.sort_by(|a, b| b.finished_at.unwrap_or(b.updated_at).cmp(&a.finished_at.unwrap_or(a.updated_at)));
+    releases.sort_by_key(|r| std::cmp::Reverse(r.finished_at.unwrap_or(r.updated_at)));
     let rows = releases
         .into_iter()
         .map(|r| {
