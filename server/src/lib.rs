@@ -17,6 +17,7 @@ pub mod http;
 pub mod influx;
 pub mod logs;
 pub mod metrics;
+pub mod releases;
 pub mod resilience;
 pub mod startup;
 pub mod state;

@@ -90,6 +90,7 @@ impl Application {
                 self.state.metrics.own.workers.checker.clone(),
             )),
             tokio::spawn(crate::logs::partitions::run(self.state.db.clone(), self.state.logs.retention)),
+            tokio::spawn(crate::releases::worker::run(crate::releases::Releases::from_state(&self.state))),
         ];
         let flush_metrics = tokio_util::sync::CancellationToken::new();
         let (metrics, grace) = (self.state.metrics.buffer.clone(), self.shutdown_grace);

@@ -29,10 +29,19 @@ pub enum AuditAction {
     /// A cluster, node or service created, edited or removed through the API.
     #[serde(rename = "topology.change")]
     TopologyChange,
+    /// A release started (canary, blue-green, rolling or rollback).
+    #[serde(rename = "release.start")]
+    ReleaseStart,
+    /// An action on a release, by a person or by the analysis worker (automatic rollback).
+    #[serde(rename = "release.action")]
+    ReleaseAction,
+    /// A traffic policy set by hand (`PUT /api/v1/services/{service}/traffic`).
+    #[serde(rename = "traffic.change")]
+    TrafficChange,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::Login,
         AuditAction::Logout,
         AuditAction::AccessDenied,
@@ -41,6 +50,9 @@ impl AuditAction {
         AuditAction::TokenCreate,
         AuditAction::TokenRevoke,
         AuditAction::TopologyChange,
+        AuditAction::ReleaseStart,
+        AuditAction::ReleaseAction,
+        AuditAction::TrafficChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +65,9 @@ impl AuditAction {
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
             AuditAction::TopologyChange => "topology.change",
+            AuditAction::ReleaseStart => "release.start",
+            AuditAction::ReleaseAction => "release.action",
+            AuditAction::TrafficChange => "traffic.change",
         }
     }
 }
@@ -71,6 +86,9 @@ impl FromStr for AuditAction {
                 "token.create",
                 "token.revoke",
                 "topology.change",
+                "release.start",
+                "release.action",
+                "traffic.change",
             ],
         })
     }

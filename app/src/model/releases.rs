@@ -203,10 +203,12 @@ pub struct StartRelease {
     pub reason: Option<String>,
 }
 
-/// `POST /api/v1/releases/{id}/actions`.
+/// `POST /api/v1/releases/{id}/actions`. Read through [`RawActionRequest`]: serde can't combine
+/// `deny_unknown_fields` with `flatten` (it would refuse `action` itself, or let any field
+/// through), so unknown fields are refused there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawActionRequest")]
 pub struct ReleaseActionRequest {
     #[serde(flatten)]
     pub action: ReleaseAction,
@@ -214,6 +216,32 @@ pub struct ReleaseActionRequest {
     pub expected_revision: i64,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// The wire form of [`ReleaseActionRequest`], strict about its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActionRequest {
+    action: String,
+    #[serde(default)]
+    percent: Option<u8>,
+    expected_revision: i64,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+impl TryFrom<RawActionRequest> for ReleaseActionRequest {
+    type Error = String;
+
+    fn try_from(raw: RawActionRequest) -> Result<Self, Self::Error> {
+        let mut action = serde_json::Map::new();
+        action.insert("action".into(), serde_json::Value::String(raw.action));
+        if let Some(percent) = raw.percent {
+            action.insert("percent".into(), percent.into());
+        }
+        let action = serde_json::from_value(serde_json::Value::Object(action)).map_err(|e| e.to_string())?;
+        Ok(Self { action, expected_revision: raw.expected_revision, reason: raw.reason })
+    }
 }
 
 /// One analysis interval's outcome, with the numbers it was decided on.

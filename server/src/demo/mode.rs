@@ -18,6 +18,9 @@ pub enum Mode {
     Error,
     /// Exits at once without deregistering, like a crash; the heartbeats stop with it.
     Exit,
+    /// Healthy to its health checks, but answers 500 to a share of its work requests
+    /// (`--error-share`, default 0.5): a bad release that only request metrics reveal.
+    Faulty,
 }
 
 impl Mode {
@@ -27,6 +30,7 @@ impl Mode {
             Mode::Slow => "slow",
             Mode::Error => "error",
             Mode::Exit => "exit",
+            Mode::Faulty => "faulty",
         }
     }
 
@@ -35,6 +39,7 @@ impl Mode {
             1 => Mode::Slow,
             2 => Mode::Error,
             3 => Mode::Exit,
+            4 => Mode::Faulty,
             _ => Mode::Healthy,
         }
     }
@@ -45,6 +50,7 @@ impl Mode {
             Mode::Slow => 1,
             Mode::Error => 2,
             Mode::Exit => 3,
+            Mode::Faulty => 4,
         }
     }
 }
@@ -66,7 +72,7 @@ pub struct ModeBody {
 /// a refusal that shows what is expected.
 pub fn parse_mode_body(body: &[u8]) -> Result<ModeBody, String> {
     serde_json::from_slice(body).map_err(|error| {
-        format!("mode: expected a JSON body {{\"mode\": \"healthy\" | \"slow\" | \"error\" | \"exit\"}} ({error})")
+        format!("mode: expected a JSON body {{\"mode\": \"healthy\" | \"slow\" | \"error\" | \"exit\" | \"faulty\"}} ({error})")
     })
 }
 
@@ -94,7 +100,7 @@ mod tests {
 
     #[test]
     fn every_mode_survives_the_switch_and_json() {
-        for mode in [Mode::Healthy, Mode::Slow, Mode::Error, Mode::Exit] {
+        for mode in [Mode::Healthy, Mode::Slow, Mode::Error, Mode::Exit, Mode::Faulty] {
             let switch = ModeSwitch::new(Mode::Healthy);
             switch.set(mode);
             assert_eq!(switch.get(), mode);

@@ -84,6 +84,10 @@ pub struct ServiceArgs {
     #[arg(long = "mode", env = "OPSDECK_DEMO_MODE", value_enum, default_value_t = Mode::Healthy)]
     pub mode: Mode,
 
+    /// The share of work requests answered with 500 in mode `faulty` (0.0–1.0).
+    #[arg(long = "error-share", env = "OPSDECK_DEMO_ERROR_SHARE", default_value_t = 0.5, value_parser = parse_share)]
+    pub error_share: f64,
+
     /// The service this one calls on each `GET /checkout` (its instances found through
     /// opsdeck's discovery, which needs the token to have the *read* scope), e.g. `payments`.
     #[arg(long = "calls")]
@@ -127,6 +131,8 @@ pub(crate) struct ServiceState {
     identity: Identity,
     pub(crate) mode: ModeSwitch,
     pub(crate) slow_delay: Duration,
+    /// The share of work requests that fail in mode `faulty`.
+    pub(crate) error_share: f64,
     pub(crate) slow_call: Duration,
     registration: watch::Receiver<Option<Registration>>,
     pub(crate) telemetry: Arc<Telemetry>,
@@ -210,6 +216,7 @@ async fn serve(args: ServiceArgs) -> anyhow::Result<()> {
         },
         mode: ModeSwitch::new(args.mode),
         slow_delay: args.slow_delay,
+        error_share: args.error_share,
         slow_call: args.slow_call,
         registration: registration.clone(),
         telemetry: telemetry.clone(),
@@ -325,10 +332,19 @@ fn router(state: Arc<ServiceState>) -> Router {
         .with_state(state)
 }
 
-/// The health check, as the current mode says: 503 in `error` and `exit`, late in `slow`.
+/// A share between 0 and 1, e.g. `0.5`.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share: give a number from 0.0 to 1.0, e.g. 0.5")),
+    }
+}
+
+/// The health check, as the current mode says: 503 in `error` and `exit`, late in `slow`
+/// (`faulty` passes: only its work requests fail).
 async fn healthz(State(state): State<Arc<ServiceState>>) -> Response {
     match state.mode.get() {
-        Mode::Healthy => (StatusCode::OK, "ok").into_response(),
+        Mode::Healthy | Mode::Faulty => (StatusCode::OK, "ok").into_response(),
         Mode::Slow => {
             tokio::time::sleep(state.slow_delay).await;
             (StatusCode::OK, "ok").into_response()

@@ -133,7 +133,8 @@ async fn switched_failure(state: &ServiceState, trace: &TraceContext) -> Option<
             tokio::time::sleep(delay).await;
             None
         }
-        mode @ (Mode::Error | Mode::Exit) => {
+        Mode::Faulty if fastrand::f64() >= state.error_share => None,
+        mode @ (Mode::Error | Mode::Exit | Mode::Faulty) => {
             let detail = format!("failing on purpose: demo mode is '{mode}' (PUT /demo/mode to change it)");
             Some(failed(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail, trace, None))
         }

@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "events", description = "Live changes as Server-Sent Events"),
         (name = "metrics", description = "Metrics ingest (InfluxDB line protocol) and chart queries"),
         (name = "logs", description = "Log lines: NDJSON ingest and search"),
+        (name = "releases", description = "Releases (canary, blue-green, rolling, rollback), traffic policies, the inbox"),
     )
 )]
 struct ApiDoc;
@@ -56,7 +57,8 @@ pub fn routes() -> Router<AppState> {
         .merge(crate::events::routes())
         .merge(crate::metrics::routes())
         .merge(crate::charts::routes())
-        .merge(crate::logs::routes());
+        .merge(crate::logs::routes())
+        .merge(crate::releases::routes());
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(crate::health::routes())
         .merge(crate::metrics::root_routes())

@@ -1,0 +1,22 @@
+//! Release control: canary, blue-green, rolling and rollback releases as explicit state
+//! machines ([`transitions`]), what each action does ([`plan`]), stored in PostgreSQL
+//! ([`store`]), carried out by ONE service layer ([`service::Releases`]) that the REST API
+//! ([`api`]), the UI's server functions and the controller ([`worker`]: canary [`analysis`]
+//! against InfluxDB, held steps, automatic rollback) all go through. Blue-green [`smoke`] checks
+//! hit green instances directly; [`schema`] phases refuse a rollback past a contract.
+
+pub mod analysis;
+pub mod api;
+pub mod error;
+pub mod plan;
+pub mod schema;
+pub mod service;
+pub mod smoke;
+pub mod store;
+pub mod transitions;
+mod views;
+pub mod worker;
+
+pub use api::routes;
+pub use error::ReleaseError;
+pub use service::{Releases, Who};
