@@ -103,7 +103,7 @@ pub fn ConfirmDialog(ask: RwSignal<Option<Ask>>, csrf: String, done: Callback<()
                     confirm.value().get().map(|result| match result {
                         Ok(Acted::Stale { conflict }) => view! {
                             <div class="notice is-degraded release-dialog-conflict" role="alert">
-                                <p>"▲ Someone changed this first (" {conflict.error.clone()} "). Nothing was done."</p>
+                                <p>"▲ Not done — " {conflict.error.clone()} ". Nothing was changed."</p>
                                 <p>"Now: " {describe_weights(&conflict.current_policy.weights)}
                                    " (revision " {conflict.current_policy.revision} ")"
                                    {conflict.current_release.as_ref().map(|r| view! { " · release " <ReleaseStateMark state=r.state /> })}

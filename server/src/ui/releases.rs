@@ -14,70 +14,87 @@ use http::request::Parts;
 
 use super::{ServerBackend, refused};
 use crate::http::error::ApiError;
+use crate::releases::{ReleaseError, Releases, Who};
 
-/// Until the release service layer is merged, release calls say so (503) instead of pretending.
-fn not_in_this_build() -> BackendError {
-    BackendError {
-        status: 503,
-        message: "release control is not in this build yet (the release service layer has not been merged)".into(),
+/// A release refusal as the page shows it (the 409 ones carry the present in [`Acted::Stale`]
+/// where the caller can show it).
+fn release_refused(error: ReleaseError) -> BackendError {
+    match error {
+        ReleaseError::NotFound(detail) => refused(ApiError::NotFound(detail)),
+        ReleaseError::Invalid(detail) | ReleaseError::KeyReused(detail) => refused(ApiError::Unprocessable(detail)),
+        ReleaseError::Refused(conflict) => BackendError { status: 409, message: conflict.error },
+        ReleaseError::Internal(cause) => refused(ApiError::Internal(cause)),
+    }
+}
+
+/// An action's answer: applied, or (409) not done with the present state to show.
+fn acted(outcome: Result<Release, ReleaseError>) -> BackendResult<Acted<Release>> {
+    match outcome {
+        Ok(value) => Ok(Acted::Applied { value }),
+        Err(ReleaseError::Refused(conflict)) => Ok(Acted::Stale { conflict }),
+        Err(other) => Err(release_refused(other)),
     }
 }
 
 impl ServerBackend {
+    fn releases_service(&self) -> Releases {
+        Releases::from_state(&self.state)
+    }
+
     pub(super) async fn traffic_policy_for(&self, parts: &Parts, service: &str) -> BackendResult<TrafficPolicy> {
         self.allowed(parts, Scope::Read, None).await?;
-        crate::traffic::store::load(&self.state.db, service)
-            .await
-            .map_err(|e| refused(ApiError::Internal(e.into())))?
-            .ok_or_else(|| refused(ApiError::NotFound(format!("no service named {service:?}"))))
+        self.releases_service().traffic(service).await.map_err(release_refused)
     }
 
-    pub(super) async fn releases_for(&self, parts: &Parts, _service: Option<String>) -> BackendResult<Vec<Release>> {
+    pub(super) async fn releases_for(&self, parts: &Parts, service: Option<String>) -> BackendResult<Vec<Release>> {
         self.allowed(parts, Scope::Read, None).await?;
-        Err(not_in_this_build())
+        self.releases_service().list(service.as_deref(), false).await.map_err(release_refused)
     }
 
-    pub(super) async fn release_detail_for(&self, parts: &Parts, _id: i64) -> BackendResult<ReleaseDetail> {
+    pub(super) async fn release_detail_for(&self, parts: &Parts, id: i64) -> BackendResult<ReleaseDetail> {
         self.allowed(parts, Scope::Read, None).await?;
-        Err(not_in_this_build())
+        self.releases_service().detail(id).await.map_err(release_refused)
     }
 
     pub(super) async fn inbox_for(&self, parts: &Parts) -> BackendResult<Vec<InboxItem>> {
         self.allowed(parts, Scope::Read, None).await?;
-        Err(not_in_this_build())
+        self.releases_service().inbox().await.map_err(release_refused)
     }
 
     pub(super) async fn preview_for(
         &self,
         parts: &Parts,
-        _id: i64,
-        _action: ReleaseAction,
+        id: i64,
+        action: ReleaseAction,
     ) -> BackendResult<DialogPreview> {
         self.allowed(parts, Scope::Read, None).await?;
-        Err(not_in_this_build())
+        let preview = self.releases_service().preview(id, action).await.map_err(release_refused)?;
+        Ok(DialogPreview { preview, idempotency_key: uuid::Uuid::new_v4().to_string() })
     }
 
     pub(super) async fn act_for(
         &self,
         parts: &Parts,
         csrf: &str,
-        _id: i64,
-        _request: ReleaseActionRequest,
-        _idempotency_key: String,
+        id: i64,
+        request: ReleaseActionRequest,
+        idempotency_key: String,
     ) -> BackendResult<Acted<Release>> {
-        self.allowed(parts, Scope::Operate, Some(csrf)).await?;
-        Err(not_in_this_build())
+        let (principal, context) = self.allowed(parts, Scope::Operate, Some(csrf)).await?;
+        let who = Who { actor: principal.actor(), context };
+        acted(self.releases_service().act(&who, id, &request, Some(&idempotency_key)).await)
     }
 
     pub(super) async fn start_for(
         &self,
         parts: &Parts,
         csrf: &str,
-        _service: String,
-        _start: StartRelease,
-        _idempotency_key: String,
+        service: String,
+        start: StartRelease,
+        idempotency_key: String,
     ) -> BackendResult<Acted<Release>> {
-        self.allowed(parts, Scope::Operate, Some(csrf)).await?;
-        Err(not_in_this_build())
+        let (principal, context) = self.allowed(parts, Scope::Operate, Some(csrf)).await?;
+        let who = Who { actor: principal.actor(), context };
+        acted(self.releases_service().start(&who, &service, &start, Some(&idempotency_key)).await)
     }
 }

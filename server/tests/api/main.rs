@@ -17,5 +17,7 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod release_cli;
+mod release_markers;
 mod tail;
 mod topology;
