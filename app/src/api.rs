@@ -112,14 +112,23 @@ pub async fn get_trace(trace_id: String) -> Result<TraceView, UiError> {
 }
 
 /// The traffic charts of a service (request rate, error rate, latency per version).
+/// `window` defaults: a window with no fields set (the last hour) leaves nothing in the
+/// url-encoded body, and would otherwise fail to decode after hydration.
 #[server(prefix = "/_fn")]
-pub async fn get_service_metrics(service: String, window: WindowQuery) -> Result<ServiceMetrics, UiError> {
+pub async fn get_service_metrics(
+    service: String,
+    #[server(default)] window: WindowQuery,
+) -> Result<ServiceMetrics, UiError> {
     backend()?.service_metrics(service, window).await.map_err(panel_error)
 }
 
 /// A node's CPU and memory charts and the instances on it.
 #[server(prefix = "/_fn")]
-pub async fn get_node_metrics(cluster: String, node: String, window: WindowQuery) -> Result<NodeMetrics, UiError> {
+pub async fn get_node_metrics(
+    cluster: String,
+    node: String,
+    #[server(default)] window: WindowQuery,
+) -> Result<NodeMetrics, UiError> {
     backend()?.node_metrics(cluster, node, window).await.map_err(panel_error)
 }
 

@@ -124,6 +124,22 @@ async fn an_operator_moves_the_canary_slider_confirms_the_preview_and_sees_the_s
     .await
     .expect("the action's audit row");
     assert_eq!(actor, "olga");
+
+    // The live traffic charts mark the start and the change, with what happened on hover.
+    let labels = wait_until("release markers on the live traffic charts", PATIENCE, || async {
+        let titles = page
+            .execute(
+                "return Array.from(document.querySelectorAll('.traffic-panel .chart-marker.is-release title'))\
+                 .map(t => t.textContent);",
+                vec![],
+            )
+            .await
+            .ok()?;
+        let titles: Vec<String> = serde_json::from_value(titles).ok()?;
+        titles.iter().any(|t| t.contains("at 30 % by user olga")).then_some(titles)
+    })
+    .await;
+    assert!(labels.iter().any(|t| t.contains(&format!("release #{release} (canary) started"))), "{labels:?}");
     browser.screenshot("release-panel-after").await;
 
     // The releases page lists it in progress with its share.

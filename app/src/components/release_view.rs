@@ -13,7 +13,6 @@ use crate::components::status::StatusMark;
 use crate::components::timestamp::Timestamp;
 use crate::model::releases::{ReleaseState, Verdict};
 use crate::model::traffic::VersionWeight;
-use crate::pages::topology::service_hue;
 
 #[component]
 pub fn ReleaseStateMark(state: ReleaseState) -> impl IntoView {
@@ -29,13 +28,18 @@ pub fn SplitBar(weights: Vec<VersionWeight>) -> impl IntoView {
     if weights.is_empty() {
         return view! { <p class="release-split is-empty muted" data-split="none">{text}</p> }.into_any();
     }
+    // Versions sorted by name get a fixed look each (colour and, for every other one, stripes),
+    // so v1 looks the same in "now" and "after" and two versions never share a look.
+    let mut names: Vec<&str> = weights.iter().map(|w| w.version.as_str()).collect();
+    names.sort_unstable();
+    let look = |version: &str| names.iter().position(|n| *n == version).unwrap_or(0) % 4;
     let segments = weights
         .iter()
         .filter(|w| w.percent > 0)
         .map(|w| {
             view! {
-                <span class="release-split-segment" data-version=w.version.clone() data-percent=w.percent
-                    style=format!("flex-basis: {}%; --version-hue: {}", w.percent, service_hue(&w.version))>
+                <span class=format!("release-split-segment is-look-{}", look(&w.version)) data-version=w.version.clone()
+                    data-percent=w.percent style=format!("flex-basis: {}%", w.percent)>
                     {format!("{} {} %", w.version, w.percent)}
                 </span>
             }
