@@ -49,6 +49,22 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ReleaseError> 
         .transpose()
 }
 
+/// PostgreSQL text can't hold NUL: a request with one anywhere is refused as it arrives.
+fn refuse_nul(value: &impl serde::Serialize) -> Result<(), ReleaseError> {
+    match serde_json::to_string(value) {
+        Ok(text) if !text.contains("\\u0000") => Ok(()),
+        _ => Err(ReleaseError::Invalid("text can't contain NUL characters (\\u0000); remove them".into())),
+    }
+}
+
+/// A service name from the path (never a NUL: no service has one).
+fn service_name(service: &str) -> Result<&str, ReleaseError> {
+    if service.contains('\0') {
+        return Err(ReleaseError::NotFound(format!("no service named {service:?}")));
+    }
+    Ok(service)
+}
+
 fn who<P: crate::auth::Permission>(authorized: Authorized<P>) -> Who {
     Who { actor: authorized.principal.actor(), context: authorized.context }
 }
@@ -120,7 +136,9 @@ async fn start_release(
     ApiJson(request): ApiJson<StartRelease>,
 ) -> Result<(StatusCode, Json<Release>), ReleaseError> {
     let key = idempotency_key(&headers)?;
-    let release = Releases::from_state(&state).start(&who(operator), &service, &request, key.as_deref()).await?;
+    refuse_nul(&request)?;
+    let service = service_name(&service)?;
+    let release = Releases::from_state(&state).start(&who(operator), service, &request, key.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(release)))
 }
 
@@ -147,6 +165,7 @@ async fn act_on_release(
     ApiJson(request): ApiJson<ReleaseActionRequest>,
 ) -> Result<Json<Release>, ReleaseError> {
     let key = idempotency_key(&headers)?;
+    refuse_nul(&request)?;
     Ok(Json(Releases::from_state(&state).act(&who(operator), id, &request, key.as_deref()).await?))
 }
 
@@ -228,7 +247,7 @@ async fn get_traffic(
     State(state): State<AppState>,
     ApiPath(service): ApiPath<String>,
 ) -> Result<Json<TrafficPolicy>, ReleaseError> {
-    Ok(Json(Releases::from_state(&state).traffic(&service).await?))
+    Ok(Json(Releases::from_state(&state).traffic(service_name(&service)?).await?))
 }
 
 /// Sets the traffic policy by hand (refused while a release of the service is in progress).
@@ -254,7 +273,9 @@ async fn put_traffic(
     ApiJson(change): ApiJson<TrafficChange>,
 ) -> Result<Json<TrafficPolicy>, ReleaseError> {
     let key = idempotency_key(&headers)?;
-    Ok(Json(Releases::from_state(&state).set_traffic(&who(operator), &service, &change, key.as_deref()).await?))
+    refuse_nul(&change)?;
+    let service = service_name(&service)?;
+    Ok(Json(Releases::from_state(&state).set_traffic(&who(operator), service, &change, key.as_deref()).await?))
 }
 
 /// What waits for a person: paused, awaiting promotion, smoke failed, held for data, recent
@@ -290,5 +311,9 @@ mod tests {
         assert!(serde_json::from_str::<ReleaseActionRequest>(r#"{"action":"fly","expected_revision":1}"#).is_err());
         let extra = r#"{"action":"pause","expected_revision":1,"colour":"red"}"#;
         assert!(serde_json::from_str::<ReleaseActionRequest>(extra).is_err(), "unknown fields are refused");
+        let nul: ReleaseActionRequest =
+            serde_json::from_str(r#"{"action":"pause","expected_revision":1,"reason":"a\u0000b"}"#).expect("parses");
+        assert!(matches!(refuse_nul(&nul), Err(ReleaseError::Invalid(_))));
+        assert!(refuse_nul(&pause).is_ok());
     }
 }

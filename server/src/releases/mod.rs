@@ -8,10 +8,13 @@
 pub mod analysis;
 pub mod api;
 pub mod error;
+pub mod keys;
+mod manual;
 pub mod plan;
 pub mod schema;
 pub mod service;
 pub mod smoke;
+mod start;
 pub mod store;
 pub mod transitions;
 mod views;

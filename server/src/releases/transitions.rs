@@ -184,12 +184,10 @@ mod tests {
         assert_eq!(next(BlueGreen, Ready, "switch"), Ok(To::State(Switched)));
         assert_eq!(next(BlueGreen, Switched, "switch_back"), Ok(To::State(Ready)));
         assert_eq!(next(BlueGreen, Switched, "promote"), Ok(To::State(Completed)));
-        assert!(
-            next(BlueGreen, SmokeFailed, "switch")
-                .unwrap_err()
-                .contains("allowed now: run_smoke_checks, abort, rollback")
-        );
-        assert!(next(Canary, Aborted, "resume").unwrap_err().contains("nothing can be done"));
+        let refusal = next(BlueGreen, SmokeFailed, "switch").expect_err("switch needs passed smoke checks");
+        assert!(refusal.contains("allowed now: run_smoke_checks, abort, rollback"), "{refusal}");
+        let refusal = next(Canary, Aborted, "resume").expect_err("an aborted release has ended");
+        assert!(refusal.contains("nothing can be done"), "{refusal}");
         for strategy in [Canary, BlueGreen, Rolling] {
             for state in [Progressing, Paused, AwaitingPromotion, Ready, SmokeFailed, Switched] {
                 if !allowed(strategy, state).is_empty() {

@@ -19,5 +19,8 @@ mod metrics;
 mod openapi;
 mod release_cli;
 mod release_markers;
+mod releases;
+mod releases_bluegreen;
+mod releases_canary;
 mod tail;
 mod topology;
