@@ -233,3 +233,44 @@ async fn a_viewer_sees_the_split_but_no_release_controls_and_the_api_refuses_the
     assert_eq!(weights(&app).await, json!([{"version": "v2", "percent": 10}, {"version": "v1", "percent": 90}]));
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn the_releases_page_puts_the_inbox_first_and_the_detail_shows_steps_and_actions() {
+    let app = TestApp::spawn().await;
+    let (release, _instances) = web_with_a_canary(&app).await;
+    let operator = app.token("night-shift", &[Scope::Read, Scope::Operate]).await;
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/releases/{release}/actions")))
+        .bearer_auth(&operator)
+        .json(&json!({"action": "pause", "expected_revision": 2, "reason": "waiting for the payments team"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let password = app.add_user("vera", Role::Viewer).await;
+    let browser = Browser::start(1280, 800).await;
+    let page = &browser.client;
+    browser.sign_in(&app.url("/releases"), "vera", &password).await;
+
+    let inbox = wait_for_text(page, ".page-releases > .release-inbox", "web").await;
+    assert!(inbox.contains("paused") && inbox.contains("since"), "the ask, its state and since when: {inbox}");
+    let first_panel = page
+        .execute("return document.querySelector('.page-releases .panel').classList.contains('release-inbox');", vec![])
+        .await
+        .expect("script");
+    assert_eq!(first_panel, json!(true), "what waits for a person comes first");
+    let row = wait_for_text(page, &format!(r#".releases-active tr[data-release="{release}"]"#), "paused").await;
+    assert!(row.contains("10 %") && row.contains("1/3"), "{row}");
+    browser.screenshot("releases-page").await;
+
+    page.goto(&app.url(&format!("/releases/{release}"))).await.expect("detail page");
+    let steps = wait_for_text(page, ".release-steps", "▶ now").await;
+    assert!(steps.contains("10 %") && steps.contains("50 %") && steps.contains("◌ to come"), "{steps}");
+    let actions = wait_for_text(page, ".release-actions", "pause").await;
+    assert!(actions.contains("start") && actions.contains("waiting for the payments team"), "{actions}");
+    assert!(actions.contains("v2 10 % · v1 90 %"), "weights before → after: {actions}");
+    browser.screenshot("release-detail").await;
+    browser.close().await;
+    app.stop().await.expect("clean stop");
+}
