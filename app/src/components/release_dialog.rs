@@ -78,6 +78,16 @@ pub fn ConfirmDialog(ask: RwSignal<Option<Ask>>, csrf: String, done: Callback<()
             reason: Some(reason.get_untracked()),
         });
     };
+    // The safe choice has the keyboard when the dialog opens (Escape closes, Tab reaches confirm).
+    let cancel = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(button) = cancel.get() {
+            let _ = button.focus();
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = cancel.get();
+    });
     let again = move |_| {
         confirm.value().set(None);
         attempt.update(|n| *n += 1);
@@ -165,7 +175,7 @@ pub fn ConfirmDialog(ask: RwSignal<Option<Ask>>, csrf: String, done: Callback<()
                     <h2 id="release-dialog-title">{title}</h2>
                     <Transition fallback=|| view! { <p class="muted">"Loading the preview…"</p> }>{content}</Transition>
                     <div class="release-dialog-buttons">
-                        <button type="button" class="release-cancel" autofocus=true on:click=move |_| close()>"Cancel"</button>
+                        <button type="button" class="release-cancel" node_ref=cancel on:click=move |_| close()>"Cancel"</button>
                     </div>
                 </div>
             </div>
