@@ -10,7 +10,7 @@ use crate::api::{StartRelease as StartReleaseFn, get_idempotency_key};
 use crate::backend::Acted;
 use crate::components::release_actions::{describe_weights, strategy_label};
 use crate::components::release_view::SplitBar;
-use crate::model::releases::{AnalysisConfig, CanaryStep, StartRelease, Strategy};
+use crate::model::releases::{AnalysisConfig, CanaryStep, SmokeCheck, StartRelease, Strategy};
 use crate::model::traffic::{TrafficPolicy, VersionWeight};
 
 /// Step presets offered (the first is the default).
@@ -32,6 +32,9 @@ pub struct StartForm {
     pub min_samples: u32,
     pub interval_seconds: u32,
     pub breaches_to_rollback: u32,
+    /// Blue-green: one smoke check against green directly (empty path: none).
+    pub smoke_path: String,
+    pub smoke_status: u16,
     pub reason: String,
 }
 
@@ -49,6 +52,8 @@ impl StartForm {
             min_samples: 50,
             interval_seconds: 30,
             breaches_to_rollback: 3,
+            smoke_path: "/".to_owned(),
+            smoke_status: 200,
             reason: String::new(),
         }
     }
@@ -90,6 +95,23 @@ impl StartForm {
             return Err("interval, breaches and max jump: at least 1".into());
         }
         let canary = self.strategy == Strategy::Canary;
+        let smoke_path = self.smoke_path.trim();
+        let smoke_checks = match (self.strategy, smoke_path) {
+            (Strategy::BlueGreen, "") => Vec::new(),
+            (Strategy::BlueGreen, path) if !path.starts_with('/') => {
+                return Err(format!("smoke check path {path:?}: start with '/', e.g. /healthz"));
+            }
+            (Strategy::BlueGreen, path) if !(100..=599).contains(&self.smoke_status) => {
+                return Err(format!("smoke check on {path}: expected status 100–599, not {}", self.smoke_status));
+            }
+            (Strategy::BlueGreen, path) => vec![SmokeCheck {
+                method: None,
+                path: path.to_owned(),
+                expect_status: self.smoke_status,
+                expect_body_contains: None,
+            }],
+            _ => Vec::new(),
+        };
         let reason = self.reason.trim();
         Ok(StartRelease {
             strategy: self.strategy,
@@ -104,7 +126,7 @@ impl StartForm {
                 min_samples: self.min_samples,
                 breaches_to_rollback: self.breaches_to_rollback,
             }),
-            smoke_checks: Vec::new(),
+            smoke_checks,
             schema: None,
             reason: (!reason.is_empty()).then(|| reason.to_owned()),
         })
@@ -282,6 +304,17 @@ pub fn StartReleaseForm(
                         on:change=move |ev| if let Some(v) = number(event_target_value(&ev)) { form.update(|f| f.breaches_to_rollback = v) } />
                 </label>
             </fieldset>
+            <fieldset class="release-start-bluegreen" disabled=move || form.with(|f| f.strategy != Strategy::BlueGreen)>
+                <legend>"Blue-green smoke check (against green directly, before the switch)"</legend>
+                <label>"Path "
+                    <input type="text" name="smoke_path" prop:value=move || form.with(|f| f.smoke_path.clone())
+                        on:change=move |ev| form.update(|f| f.smoke_path = event_target_value(&ev)) />
+                </label>
+                <label>"Expected status "
+                    <input type="number" min="100" max="599" name="smoke_status" prop:value=move || form.with(|f| f.smoke_status.to_string())
+                        on:change=move |ev| if let Some(v) = number(event_target_value(&ev)) { form.update(|f| f.smoke_status = v) } />
+                </label>
+            </fieldset>
             <label>"Reason "
                 <input type="text" name="reason" placeholder="optional, for the audit log"
                     on:change=move |ev| form.update(|f| f.reason = event_target_value(&ev)) />
@@ -320,7 +353,11 @@ mod tests {
     #[test]
     fn blue_green_sends_no_steps_and_its_start_gives_green_no_traffic() {
         let f = StartForm { strategy: Strategy::BlueGreen, ..form(STEP_PRESETS[0]) };
-        assert_eq!(f.to_request().expect("valid").steps, None);
+        let request = f.to_request().expect("valid");
+        assert_eq!(request.steps, None);
+        assert_eq!(request.smoke_checks.len(), 1, "the default smoke check: GET / → 200");
+        let bad = StartForm { smoke_path: "healthz".into(), ..f.clone() };
+        assert!(bad.to_request().expect_err("refused").contains("start with '/'"));
         let policy = TrafficPolicy::none("shop");
         assert_eq!(f.weights_after(&policy, "v1"), vec![VersionWeight { version: "v1".into(), percent: 100 }]);
     }
