@@ -274,3 +274,51 @@ async fn the_releases_page_puts_the_inbox_first_and_the_detail_shows_steps_and_a
     browser.close().await;
     app.stop().await.expect("clean stop");
 }
+
+#[tokio::test]
+async fn an_operator_starts_a_canary_from_the_form_after_confirming_the_split_it_will_make() {
+    let app = TestApp::spawn().await;
+    let (release, _instances) = web_with_a_canary(&app).await;
+    let operator = app.token("cleanup", &[Scope::Read, Scope::Operate]).await;
+    let response = app
+        .http
+        .post(app.url(&format!("/api/v1/releases/{release}/actions")))
+        .bearer_auth(&operator)
+        .json(&json!({"action": "abort", "expected_revision": 2}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200, "the first canary ends, so the form is offered");
+    let password = app.add_user("olga", Role::Operator).await;
+    let browser = Browser::start(1280, 800).await;
+    let page = &browser.client;
+    browser.sign_in(&app.url("/services/web"), "olga", &password).await;
+
+    let form = wait_for_text(page, "form.release-start", "Start a release").await;
+    assert!(form.contains("Max canary 5xx"), "{form}");
+    let target = page
+        .find(Locator::Css(r#"form.release-start select[name="target_version"]"#))
+        .await
+        .expect("target")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(target.as_deref(), Some("v2"), "the version that isn't stable is offered first");
+    page.find(Locator::Css(".release-start-submit")).await.expect("review").click().await.expect("click");
+    let dialog = wait_for_text(page, ".release-dialog", "Traffic after the start").await;
+    assert!(dialog.contains("v2 1 %") && dialog.contains("v1 99 %"), "{dialog}");
+    page.find(Locator::Css(".release-dialog .release-confirm")).await.expect("confirm").click().await.expect("confirm");
+
+    let head = wait_for_text(page, ".release-active-head", "progressing").await;
+    assert!(head.contains("step 1 of 5"), "{head}");
+    wait_for_text(page, ".release-panel .release-split", "v2 1 %").await;
+    let started_by: String =
+        sqlx::query_scalar("SELECT started_by FROM releases WHERE id <> $1 ORDER BY id DESC LIMIT 1")
+            .bind(release)
+            .fetch_one(&app.db)
+            .await
+            .expect("the new release");
+    assert!(started_by.contains("olga"), "{started_by}");
+    browser.close().await;
+    app.stop().await.expect("clean stop");
+}

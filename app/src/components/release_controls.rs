@@ -10,7 +10,7 @@ use crate::api::{get_releases, get_service_detail, get_traffic_policy};
 use crate::components::event_feed::EventFeed;
 use crate::components::release_actions::{action_label, is_dangerous, parse_action, strategy_label};
 use crate::components::release_dialog::{Ask, ConfirmDialog};
-use crate::components::release_start::StartReleaseForm;
+use crate::components::release_start::{StartDialog, StartReleaseForm, StartState};
 use crate::components::release_view::{Countdown, PercentBar, ReleaseStateMark, SplitBar, VerdictLine};
 use crate::components::user_menu::use_current_user;
 use crate::model::identity::Scope;
@@ -42,6 +42,7 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
     let acted = RwSignal::new(0_u32);
     let data = Resource::new(move || (service.get(), feed.changes.get(), acted.get()), |(s, _, _)| load(s));
     let ask = RwSignal::new(None::<Ask>);
+    let start = StartState::new();
     let done = Callback::new(move |()| acted.update(|n| *n += 1));
     view! {
         <div class="panel release-panel">
@@ -61,9 +62,9 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
                     };
                     let active = data.active.clone().map(|r| view! { <ActiveRelease release=r ask operator=operator.is_some() /> });
                     let controls = match (&operator, &data.active) {
-                        (Some(csrf), None) => view! {
+                        (Some(_), None) => view! {
                             <StartReleaseForm service=service.get_untracked() versions=data.versions.clone()
-                                policy=data.policy.clone() csrf=csrf.clone() done />
+                                policy=data.policy.clone() state=start />
                         }
                         .into_any(),
                         (Some(_), Some(_)) => ().into_any(),
@@ -85,7 +86,10 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {
                     user.await.ok().flatten().filter(|u| u.role.grants(Scope::Operate))
-                        .map(|u| view! { <ConfirmDialog ask csrf=u.csrf_token done /> })
+                        .map(|u| view! {
+                            <ConfirmDialog ask csrf=u.csrf_token.clone() done />
+                            <StartDialog state=start csrf=u.csrf_token done />
+                        })
                 })}
             </Suspense>
         </div>
