@@ -43,7 +43,13 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
     let data = Resource::new(move || (service.get(), feed.changes.get(), acted.get()), |(s, _, _)| load(s));
     let ask = RwSignal::new(None::<Ask>);
     let start = StartState::new();
-    let done = Callback::new(move |()| acted.update(|n| *n += 1));
+    // The slider's position survives refetches (any event re-renders the panel's data); an
+    // applied action lets it follow the release again.
+    let chosen = RwSignal::new(None::<u8>);
+    let done = Callback::new(move |()| {
+        chosen.set(None);
+        acted.update(|n| *n += 1)
+    });
     view! {
         <div class="panel release-panel">
             <header class="panel-head"><h2>"Traffic split and release"</h2></header>
@@ -60,7 +66,7 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
                         Some(at) => format!("revision {revision}, set by {} at {}", data.policy.updated_by, at.format("%H:%M:%S UTC")),
                         None => "no policy set yet".to_owned(),
                     };
-                    let active = data.active.clone().map(|r| view! { <ActiveRelease release=r ask operator=operator.is_some() /> });
+                    let active = data.active.clone().map(|r| view! { <ActiveRelease release=r ask chosen operator=operator.is_some() /> });
                     let controls = match (&operator, &data.active) {
                         (Some(_), None) => view! {
                             <StartReleaseForm service=service.get_untracked() versions=data.versions.clone()
@@ -98,7 +104,12 @@ pub fn ReleasePanel(service: Memo<String>, feed: EventFeed) -> impl IntoView {
 
 /// The release in progress: where it stands, and (for operators) its buttons.
 #[component]
-fn ActiveRelease(release: Release, ask: RwSignal<Option<Ask>>, operator: bool) -> impl IntoView {
+fn ActiveRelease(
+    release: Release,
+    ask: RwSignal<Option<Ask>>,
+    chosen: RwSignal<Option<u8>>,
+    operator: bool,
+) -> impl IntoView {
     let step = format!("step {} of {}", release.step_index + 1, release.steps.len().max(1));
     let head = view! {
         <p class="release-active-head" data-release=release.id data-state=format!("{:?}", release.state)>
@@ -119,20 +130,20 @@ fn ActiveRelease(release: Release, ask: RwSignal<Option<Ask>>, operator: bool) -
     let slider = (release.strategy == Strategy::Canary && allowed("set_percent")).then(|| {
         let current = release.current_percent;
         let (low, high) = (current.saturating_sub(release.max_jump), current.saturating_add(release.max_jump).min(100));
-        let chosen = RwSignal::new(current);
+        let picked = move || chosen.get().unwrap_or(current).clamp(low, high);
         let r = release.clone();
         let target = release.target_version.clone();
         view! {
             <div class="release-slider">
                 <label for="release-percent">"Canary share "</label>
                 <input id="release-percent" class="release-percent-input" type="range" min=low max=high step="1"
-                    prop:value=move || chosen.get().to_string()
-                    on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { chosen.set(v) } />
-                <output for="release-percent" class="num">{move || format!("{} %", chosen.get())}</output>
+                    prop:value=move || picked().to_string()
+                    on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { chosen.set(Some(v)) } />
+                <output for="release-percent" class="num">{move || format!("{} %", picked())}</output>
                 <span class="muted">{format!(" max jump {} % (from {current} %: {low}–{high} %)", release.max_jump)}</span>
-                <button type="button" class="release-set-percent" disabled=move || chosen.get() == current
-                    on:click=move |_| ask.set(Some(Ask { release: r.clone(), action: ReleaseAction::SetPercent { percent: chosen.get_untracked() } }))>
-                    {move || format!("Send {} % to {}…", chosen.get(), target)}
+                <button type="button" class="release-set-percent" disabled=move || picked() == current
+                    on:click=move |_| ask.set(Some(Ask { release: r.clone(), action: ReleaseAction::SetPercent { percent: chosen.get_untracked().unwrap_or(current).clamp(low, high) } }))>
+                    {move || format!("Send {} % to {}…", picked(), target)}
                 </button>
             </div>
         }
