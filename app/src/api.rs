@@ -8,6 +8,7 @@ use leptos::prelude::*;
 use leptos::server_fn::{self, codec::JsonEncoding};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Acted, DialogPreview};
 #[cfg(feature = "ssr")]
 use crate::model::identity::{NewToken, NewUser, Role, Scope, UserUpdate, Username};
 use crate::model::{
@@ -17,7 +18,9 @@ use crate::model::{
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, TokenSummary, UserSummary},
     logs::{LogPage, LogQuery},
+    releases::{InboxItem, Release, ReleaseDetail},
     trace::TraceView,
+    traffic::TrafficPolicy,
 };
 
 /// What a page shows when a server function fails.
@@ -109,14 +112,23 @@ pub async fn get_trace(trace_id: String) -> Result<TraceView, UiError> {
 }
 
 /// The traffic charts of a service (request rate, error rate, latency per version).
+/// `window` defaults: a window with no fields set (the last hour) leaves nothing in the
+/// url-encoded body, and would otherwise fail to decode after hydration.
 #[server(prefix = "/_fn")]
-pub async fn get_service_metrics(service: String, window: WindowQuery) -> Result<ServiceMetrics, UiError> {
+pub async fn get_service_metrics(
+    service: String,
+    #[server(default)] window: WindowQuery,
+) -> Result<ServiceMetrics, UiError> {
     backend()?.service_metrics(service, window).await.map_err(panel_error)
 }
 
 /// A node's CPU and memory charts and the instances on it.
 #[server(prefix = "/_fn")]
-pub async fn get_node_metrics(cluster: String, node: String, window: WindowQuery) -> Result<NodeMetrics, UiError> {
+pub async fn get_node_metrics(
+    cluster: String,
+    node: String,
+    #[server(default)] window: WindowQuery,
+) -> Result<NodeMetrics, UiError> {
     backend()?.node_metrics(cluster, node, window).await.map_err(panel_error)
 }
 
@@ -196,4 +208,71 @@ pub async fn add_token(
 #[server(prefix = "/_fn")]
 pub async fn revoke_token(csrf: String, id: i64) -> Result<TokenSummary, UiError> {
     Ok(backend()?.revoke_token(csrf, id).await?)
+}
+
+/// Releases, in progress first (the releases page; `service` narrows it for the service page).
+#[server(prefix = "/_fn")]
+pub async fn get_releases(service: Option<String>) -> Result<Vec<Release>, UiError> {
+    Ok(backend()?.releases(service.filter(|s| !s.is_empty())).await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_release_detail(id: i64) -> Result<ReleaseDetail, UiError> {
+    Ok(backend()?.release_detail(id).await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_inbox() -> Result<Vec<InboxItem>, UiError> {
+    Ok(backend()?.inbox().await?)
+}
+
+#[server(prefix = "/_fn")]
+pub async fn get_traffic_policy(service: String) -> Result<TrafficPolicy, UiError> {
+    Ok(backend()?.traffic_policy(service).await?)
+}
+
+/// The confirmation dialog's preview of `action` (`set_percent` with `percent`), with the key
+/// its confirm will carry.
+#[server(prefix = "/_fn")]
+pub async fn get_release_preview(id: i64, action: String, percent: Option<u8>) -> Result<DialogPreview, UiError> {
+    let action = crate::components::release_actions::parse_action(&action, percent)
+        .map_err(|message| UiError { status: 422, message })?;
+    Ok(backend()?.release_preview(id, action).await?)
+}
+
+/// The dialog's confirm: the action, the revision its preview was computed at, and the
+/// preview's idempotency key. A stale revision comes back as [`Acted::Stale`] with the present.
+#[server(prefix = "/_fn")]
+pub async fn act_on_release(
+    csrf: String,
+    release_id: i64,
+    action: String,
+    percent: Option<u8>,
+    expected_revision: i64,
+    idempotency_key: String,
+    reason: Option<String>,
+) -> Result<Acted<Release>, UiError> {
+    let action = crate::components::release_actions::parse_action(&action, percent)
+        .map_err(|message| UiError { status: 422, message })?;
+    let reason = reason.filter(|r| !r.trim().is_empty());
+    let request = crate::model::releases::ReleaseActionRequest { action, expected_revision, reason };
+    Ok(backend()?.act_on_release(csrf, release_id, request, idempotency_key).await?)
+}
+
+/// A fresh idempotency key for the start dialog's one confirm.
+#[server(prefix = "/_fn")]
+pub async fn get_idempotency_key() -> Result<String, UiError> {
+    Ok(backend()?.new_idempotency_key())
+}
+
+/// The service page's "start release" form, after its confirmation.
+#[server(prefix = "/_fn")]
+pub async fn start_release(
+    csrf: String,
+    service: String,
+    form: crate::components::release_start::StartForm,
+    idempotency_key: String,
+) -> Result<Acted<Release>, UiError> {
+    let start = form.to_request().map_err(|message| UiError { status: 422, message })?;
+    Ok(backend()?.start_release(csrf, service, start, idempotency_key).await?)
 }

@@ -10,7 +10,9 @@ use crate::model::{
     health::{ServiceDetail, TopologyView},
     identity::{CreatedToken, CurrentUser, NewToken, NewUser, TokenSummary, UserSummary, UserUpdate, Username},
     logs::{LogPage, LogQuery},
+    releases::{ActionPreview, Conflict, InboxItem, Release, ReleaseActionRequest, ReleaseDetail, StartRelease},
     trace::TraceView,
+    traffic::TrafficPolicy,
 };
 
 /// A refusal or failure, already worded for the person in front of the page.
@@ -74,6 +76,66 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'_, BackendResult<UserSummary>>;
     fn create_token(&self, csrf: String, token: NewToken) -> BoxFuture<'_, BackendResult<CreatedToken>>;
     fn revoke_token(&self, csrf: String, id: i64) -> BoxFuture<'_, BackendResult<TokenSummary>>;
+
+    /// Releases, in progress first, then newest (needs read); `service` narrows to one.
+    fn releases(&self, service: Option<String>) -> BoxFuture<'_, BackendResult<Vec<Release>>>;
+
+    /// One release with its verdicts and actions (needs read).
+    fn release_detail(&self, id: i64) -> BoxFuture<'_, BackendResult<ReleaseDetail>>;
+
+    /// What waits for a person (needs read).
+    fn inbox(&self) -> BoxFuture<'_, BackendResult<Vec<InboxItem>>>;
+
+    /// A service's traffic policy (needs read).
+    fn traffic_policy(&self, service: String) -> BoxFuture<'_, BackendResult<TrafficPolicy>>;
+
+    /// A fresh idempotency key for one confirmation (a UUID).
+    fn new_idempotency_key(&self) -> String;
+
+    /// What an action would do, for the confirmation dialog (needs read).
+    fn release_preview(
+        &self,
+        id: i64,
+        action: crate::model::releases::ReleaseAction,
+    ) -> BoxFuture<'_, BackendResult<DialogPreview>>;
+
+    /// Acts on a release (needs operate and this session's CSRF token); a stale revision is an
+    /// [`Acted::Stale`], not an error, so the page can show the present and ask again.
+    fn act_on_release(
+        &self,
+        csrf: String,
+        id: i64,
+        request: ReleaseActionRequest,
+        idempotency_key: String,
+    ) -> BoxFuture<'_, BackendResult<Acted<Release>>>;
+
+    /// Starts a release of `service` (needs operate and the CSRF token).
+    fn start_release(
+        &self,
+        csrf: String,
+        service: String,
+        start: StartRelease,
+        idempotency_key: String,
+    ) -> BoxFuture<'_, BackendResult<Acted<Release>>>;
+}
+
+/// A preview for the confirmation dialog, with a fresh idempotency key for the one confirm it
+/// leads to (made on the server, so the dialog works the same before and after hydration, and a
+/// double click or a resent form carries the same key and acts once).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DialogPreview {
+    pub preview: ActionPreview,
+    pub idempotency_key: String,
+}
+
+/// The answer to a change made with the revision the person saw.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Acted<T> {
+    /// Done (or already done with this idempotency key).
+    Applied { value: T },
+    /// Someone changed the policy first: nothing was done; here is the present (HTTP 409).
+    Stale { conflict: Box<Conflict> },
 }
 
 /// The handle stored in Leptos context.

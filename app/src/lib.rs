@@ -30,6 +30,8 @@ use crate::pages::{
     nodes::NodePage,
     not_found::NotFound,
     overview::OverviewPage,
+    release_detail::ReleaseDetailPage,
+    releases::ReleasesPage,
     services::{ServicePage, ServicesPage},
     topology::TopologyPage,
     trace::TracePage,
@@ -69,6 +71,8 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("topology") view=TopologyPage />
                     <Route path=StaticSegment("services") view=ServicesPage />
                     <Route path=(StaticSegment("services"), ParamSegment("name")) view=ServicePage />
+                    <Route path=StaticSegment("releases") view=ReleasesPage />
+                    <Route path=(StaticSegment("releases"), ParamSegment("id")) view=ReleaseDetailPage />
                     <Route path=StaticSegment("logs") view=LogsPage />
                     <Route path=(StaticSegment("traces"), ParamSegment("trace_id")) view=TracePage />
                     <Route path=(StaticSegment("nodes"), ParamSegment("cluster"), ParamSegment("node")) view=NodePage />

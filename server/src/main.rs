@@ -16,6 +16,9 @@ async fn main() -> std::process::ExitCode {
         Command::DemoService(args) => opsdeck::demo::service::run(args).await,
         Command::Agent(args) => opsdeck::agent::run(args).await,
         Command::Router(settings) => opsdeck::router::run(*settings).await,
+        // These report their own failures, each with its own exit code.
+        Command::Release(args) => return opsdeck::cli::release::run(args).await,
+        Command::Traffic(args) => return opsdeck::cli::traffic::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

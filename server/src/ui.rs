@@ -3,10 +3,12 @@
 //! [`Backend`](app::backend::Backend) the server functions call — over the same service
 //! functions and the same [`auth::authorize`] as the JSON API.
 
+mod releases;
+
 use std::sync::Arc;
 
 use app::{
-    backend::{Backend, BackendError, BackendResult, BoxFuture, SharedBackend},
+    backend::{Acted, Backend, BackendError, BackendResult, BoxFuture, DialogPreview, SharedBackend},
     model::{
         Readiness,
         audit::{AuditFilter, AuditPage},
@@ -16,7 +18,9 @@ use app::{
             CreatedToken, CurrentUser, NewToken, NewUser, Scope, TokenSummary, UserSummary, UserUpdate, Username,
         },
         logs::{LogPage, LogQuery},
+        releases::{InboxItem, Release, ReleaseAction, ReleaseActionRequest, ReleaseDetail, StartRelease},
         trace::TraceView,
+        traffic::TrafficPolicy,
     },
 };
 use axum::{
@@ -229,6 +233,57 @@ impl Backend for ServerBackend {
             let (admin, context) = self.allowed(&parts, Scope::Admin, Some(&csrf)).await?;
             auth::tokens::revoke(&self.state.db, id, &admin.actor(), &context).await.map_err(refused)
         })
+    }
+
+    fn releases(&self, service: Option<String>) -> BoxFuture<'_, BackendResult<Vec<Release>>> {
+        let parts = request_parts();
+        Box::pin(async move { self.releases_for(&parts?, service).await })
+    }
+
+    fn release_detail(&self, id: i64) -> BoxFuture<'_, BackendResult<ReleaseDetail>> {
+        let parts = request_parts();
+        Box::pin(async move { self.release_detail_for(&parts?, id).await })
+    }
+
+    fn inbox(&self) -> BoxFuture<'_, BackendResult<Vec<InboxItem>>> {
+        let parts = request_parts();
+        Box::pin(async move { self.inbox_for(&parts?).await })
+    }
+
+    fn traffic_policy(&self, service: String) -> BoxFuture<'_, BackendResult<TrafficPolicy>> {
+        let parts = request_parts();
+        Box::pin(async move { self.traffic_policy_for(&parts?, &service).await })
+    }
+
+    fn new_idempotency_key(&self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    fn release_preview(&self, id: i64, action: ReleaseAction) -> BoxFuture<'_, BackendResult<DialogPreview>> {
+        let parts = request_parts();
+        Box::pin(async move { self.preview_for(&parts?, id, action).await })
+    }
+
+    fn act_on_release(
+        &self,
+        csrf: String,
+        id: i64,
+        request: ReleaseActionRequest,
+        idempotency_key: String,
+    ) -> BoxFuture<'_, BackendResult<Acted<Release>>> {
+        let parts = request_parts();
+        Box::pin(async move { self.act_for(&parts?, &csrf, id, request, idempotency_key).await })
+    }
+
+    fn start_release(
+        &self,
+        csrf: String,
+        service: String,
+        start: StartRelease,
+        idempotency_key: String,
+    ) -> BoxFuture<'_, BackendResult<Acted<Release>>> {
+        let parts = request_parts();
+        Box::pin(async move { self.start_for(&parts?, &csrf, service, start, idempotency_key).await })
     }
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod charts;
 mod logs;
 mod overview;
+mod releases;
 mod topology;
 
 use std::time::Duration;

@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use crate::components::live::{STALE_AFTER_SECONDS, describe_age, use_clock};
 
 /// Every change event type the server sends (the SSE `event:` names).
-pub const CHANGE_EVENTS: [&str; 7] = [
+pub const CHANGE_EVENTS: [&str; 9] = [
     "instance_registered",
     "instance_deregistered",
     "instance_expired",
@@ -17,6 +17,8 @@ pub const CHANGE_EVENTS: [&str; 7] = [
     "health_changed",
     "breaker_changed",
     "topology_edited",
+    "traffic_changed",
+    "release_changed",
 ];
 
 /// Where the connection stands.

@@ -24,7 +24,7 @@ const NAV: &[NavEntry] = &[
     NavEntry { label: "Overview", target: NavTarget::Page("/") },
     NavEntry { label: "Topology", target: NavTarget::Page("/topology") },
     NavEntry { label: "Services", target: NavTarget::Page("/services") },
-    NavEntry { label: "Releases", target: NavTarget::ArrivesWith("traffic and releases") },
+    NavEntry { label: "Releases", target: NavTarget::Page("/releases") },
     NavEntry { label: "Logs", target: NavTarget::Page("/logs") },
     NavEntry { label: "Audit", target: NavTarget::Page("/audit") },
     NavEntry { label: "Wall", target: NavTarget::ArrivesWith("the wall display") },

@@ -14,6 +14,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{get_service_detail, get_topology};
 use crate::components::chart::{ChartSeries, TimeChart, Unit};
 use crate::components::event_feed::{Freshness, use_event_feed};
+use crate::components::release_controls::ReleasePanel;
 use crate::components::service_logs::ServiceLogs;
 use crate::components::status::{Status, StatusMark};
 use crate::components::timestamp::Timestamp;
@@ -130,6 +131,7 @@ pub fn ServicePage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <ReleasePanel service=name feed />
             <TrafficPanel service=name feed />
             <ServiceLogs service=name feed />
             <Transition fallback=|| ()>

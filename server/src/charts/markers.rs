@@ -1,8 +1,12 @@
-//! Chart markers from PostgreSQL: the health changes of instances in a window (releases will
-//! join them). Capped, so a flapping instance can't bloat a chart.
+//! Chart markers from PostgreSQL: the health changes of instances in a window, and a service's
+//! release changes (start, each step or percentage change, switch, rollback, end) from the
+//! `release_changed` events the release service layer publishes. Capped, so a flapping instance
+//! can't bloat a chart.
 
+use app::components::release_actions;
 use app::model::{
     charts::{ChartMarker, MarkerKind, TimeWindow},
+    events::EventKind,
     topology::InstanceHealth,
 };
 use chrono::{DateTime, Utc};
@@ -69,7 +73,44 @@ pub async fn for_service(db: &PgPool, service: &str, window: &TimeWindow) -> sql
     )
     .fetch_all(db)
     .await?;
-    Ok(oldest_first(changes))
+    let mut markers = oldest_first(changes);
+    markers.extend(releases_of_service(db, service, window).await?);
+    markers.sort_by_key(|m| m.at);
+    Ok(markers)
+}
+
+/// The service's release changes in the window, oldest first, with what and why as hover text.
+async fn releases_of_service(db: &PgPool, service: &str, window: &TimeWindow) -> sqlx::Result<Vec<ChartMarker>> {
+    let rows = sqlx::query!(
+        r#"SELECT at, payload FROM events
+           WHERE kind = 'release_changed' AND payload->>'service' = $1 AND at >= $2 AND at < $3
+           ORDER BY at DESC, id DESC
+           LIMIT $4"#,
+        service,
+        window.from,
+        window.to,
+        MAX_MARKERS
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().rev().filter_map(|row| release_marker(row.at, row.payload)).collect())
+}
+
+fn release_marker(at: DateTime<Utc>, payload: serde_json::Value) -> Option<ChartMarker> {
+    let EventKind::ReleaseChanged { release_id, strategy, from, to, percent, actor, summary, .. } =
+        serde_json::from_value(payload).ok()?
+    else {
+        return None;
+    };
+    let strategy = release_actions::strategy_label(strategy);
+    let state = |s| release_actions::state_mark(s).1;
+    let change = match from {
+        None => format!("started ({})", state(to)),
+        Some(from) if from == to => state(to).to_owned(),
+        Some(from) => format!("{} → {}", state(from), state(to)),
+    };
+    let label = format!("release #{release_id} ({strategy}) {change} at {percent} % by {actor} — {summary}");
+    Some(ChartMarker { kind: MarkerKind::Release, at, label })
 }
 
 pub async fn for_node(db: &PgPool, cluster: &str, node: &str, window: &TimeWindow) -> sqlx::Result<Vec<ChartMarker>> {

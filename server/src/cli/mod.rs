@@ -6,6 +6,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod release;
+pub mod remote;
+pub mod traffic;
+
 use crate::db::DatabaseUrl;
 use crate::influx::{InfluxApi, InfluxConfig};
 
@@ -38,6 +42,11 @@ pub enum Command {
     Agent(crate::agent::AgentArgs),
     /// Run the data plane: a reverse proxy that follows the traffic policies in PostgreSQL.
     Router(Box<crate::router::RouterSettings>),
+    /// Releases through the API: `list`, `show ID`, `start SERVICE --to v2`, `act ID promote`
+    /// (token in OPSDECK_TOKEN; exit 7 = someone changed it first, 5 = not allowed).
+    Release(release::ReleaseArgs),
+    /// A service's traffic split through the API: `show SERVICE`, `set SERVICE v1=90 v2=10`.
+    Traffic(traffic::TrafficArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -20,6 +20,8 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod release_cli;
+mod release_markers;
 mod releases;
 mod releases_bluegreen;
 mod releases_canary;
