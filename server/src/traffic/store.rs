@@ -25,43 +25,24 @@ pub enum WriteError {
 /// The service's policy (revision 0 and no weights when none was set), or `None` for an unknown
 /// service.
 pub async fn load(db: impl PgExecutor<'_>, service: &str) -> Result<Option<TrafficPolicy>, sqlx::Error> {
-    let row = sqlx::query!(
-        r#"SELECT s.name, p.revision AS "revision?", p.weights AS "weights?", p.sticky_header, p.sticky_cookie,
-                  p.route_host, p.route_path_prefix, p.strip_prefix AS "strip_prefix?",
-                  p.updated_at AS "updated_at?", p.updated_by AS "updated_by?"
-           FROM services s LEFT JOIN traffic_policies p ON p.service_id = s.id
-           WHERE s.name = $1"#,
-        service
-    )
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some(match row.revision {
-        None => TrafficPolicy::none(&row.name),
-        Some(revision) => TrafficPolicy {
-            service: row.name,
-            revision,
-            weights: parse_weights(row.weights)?,
-            sticky: Sticky { header: row.sticky_header, cookie: row.sticky_cookie },
-            route: Route {
-                host: row.route_host,
-                path_prefix: row.route_path_prefix,
-                strip_prefix: row.strip_prefix.unwrap_or(false),
-            },
-            updated_at: row.updated_at,
-            updated_by: row.updated_by.unwrap_or_default(),
-        },
-    }))
+    Ok(fetch(db, Some(service)).await?.pop())
 }
 
 /// Every service's policy (services without one included, at revision 0), by service name.
 pub async fn load_all(db: impl PgExecutor<'_>) -> Result<Vec<TrafficPolicy>, sqlx::Error> {
+    fetch(db, None).await
+}
+
+/// The policies of one service (`Some`) or of all (`None`), by service name.
+async fn fetch(db: impl PgExecutor<'_>, service: Option<&str>) -> Result<Vec<TrafficPolicy>, sqlx::Error> {
     let rows = sqlx::query!(
         r#"SELECT s.name, p.revision AS "revision?", p.weights AS "weights?", p.sticky_header, p.sticky_cookie,
                   p.route_host, p.route_path_prefix, p.strip_prefix AS "strip_prefix?",
                   p.updated_at AS "updated_at?", p.updated_by AS "updated_by?"
            FROM services s LEFT JOIN traffic_policies p ON p.service_id = s.id
-           ORDER BY s.name"#
+           WHERE $1::TEXT IS NULL OR s.name = $1
+           ORDER BY s.name"#,
+        service
     )
     .fetch_all(db)
     .await?;
