@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod influx;
+pub mod leader;
 pub mod logs;
 pub mod metrics;
 pub mod releases;

@@ -22,7 +22,6 @@ use crate::traffic;
 
 /// The leader lock (per database), next to the health checker's.
 const LEADER_LOCK: i64 = 0x6f70_7364_6563_6b02;
-const LEADER_POLL: Duration = Duration::from_secs(2);
 /// How often due analyses and steps are looked for.
 const TICK: Duration = Duration::from_millis(250);
 /// How often idempotency keys older than [`super::keys::KEEP`] are forgotten.
@@ -30,60 +29,22 @@ const FORGET_KEYS_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs forever, leading when it holds the lock.
 pub async fn run(releases: Releases) {
-    let mut waiting_logged = false;
-    loop {
-        let mut lock = match releases.db.acquire().await {
-            Ok(connection) => connection.detach(),
-            Err(error) => {
-                tracing::warn!(%error, "the release controller can't reach PostgreSQL; retrying");
-                tokio::time::sleep(LEADER_POLL).await;
-                continue;
+    crate::leader::lead(&releases.db.clone(), LEADER_LOCK, "the release controller", || async {
+        let mut keys_forgotten = tokio::time::Instant::now();
+        loop {
+            if let Err(error) = tick(&releases).await {
+                tracing::warn!(error = %error, "a release controller round failed; trying again");
             }
-        };
-        let leading = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"locked!\"", LEADER_LOCK)
-            .fetch_one(&mut lock)
-            .await
-            .unwrap_or(false);
-        if !leading {
-            if !waiting_logged {
-                tracing::info!("another replica runs the release controller; standing by to take over");
-                waiting_logged = true;
+            if keys_forgotten.elapsed() >= FORGET_KEYS_EVERY {
+                keys_forgotten = tokio::time::Instant::now();
+                if let Err(error) = super::keys::forget_old(&releases.db).await {
+                    tracing::warn!(%error, "old idempotency keys could not be removed; trying later");
+                }
             }
-            drop(lock);
-            tokio::time::sleep(LEADER_POLL).await;
-            continue;
+            tokio::time::sleep(TICK).await;
         }
-        tracing::info!("this replica runs the release controller now");
-        waiting_logged = false;
-        let still_leading = async {
-            loop {
-                tokio::time::sleep(LEADER_POLL).await;
-                if let Err(error) = sqlx::query("SELECT 1").execute(&mut lock).await {
-                    tracing::warn!(%error, "lost the release controller's leader lock connection; stepping down");
-                    return;
-                }
-            }
-        };
-        let work = async {
-            let mut keys_forgotten = tokio::time::Instant::now();
-            loop {
-                if let Err(error) = tick(&releases).await {
-                    tracing::warn!(error = %error, "a release controller round failed; trying again");
-                }
-                if keys_forgotten.elapsed() >= FORGET_KEYS_EVERY {
-                    keys_forgotten = tokio::time::Instant::now();
-                    if let Err(error) = super::keys::forget_old(&releases.db).await {
-                        tracing::warn!(%error, "old idempotency keys could not be removed; trying later");
-                    }
-                }
-                tokio::time::sleep(TICK).await;
-            }
-        };
-        tokio::select! {
-            () = work => {}
-            () = still_leading => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// One round over the active canaries.

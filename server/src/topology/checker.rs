@@ -35,7 +35,6 @@ const RELOAD_EVERY: Duration = Duration::from_secs(30);
 /// The leader lock (per database); and how often a follower tries to take it, and the leader
 /// checks it still holds it.
 const LEADER_LOCK: i64 = 0x6f70_7364_6563_6b01;
-const LEADER_POLL: Duration = Duration::from_secs(2);
 /// How often due probes are started.
 const TICK: Duration = Duration::from_millis(100);
 /// Probes in flight at once.
@@ -115,51 +114,32 @@ pub async fn probe(http: &reqwest::Client, url: &str, timeout: Duration) -> Prob
     }
 }
 
-/// The checker in a replica: waits to become the leader (an advisory lock held on a connection
-/// of its own), checks while it leads, and steps down if that connection is lost.
+/// The checker in a replica: waits to become the leader (see [`crate::leader`]) and checks
+/// while it leads.
 pub async fn run(db: PgPool, influx: InfluxClient, events: EventHub, metrics: CheckerMetrics) {
-    let mut waiting_logged = false;
-    loop {
-        let mut lock = match db.acquire().await {
-            Ok(connection) => connection.detach(),
-            Err(error) => {
-                tracing::warn!(%error, "the health checker can't reach PostgreSQL; retrying");
-                tokio::time::sleep(LEADER_POLL).await;
-                continue;
-            }
-        };
-        let leading = sqlx::query_scalar!("SELECT pg_try_advisory_lock($1) AS \"locked!\"", LEADER_LOCK)
-            .fetch_one(&mut lock)
-            .await
-            .unwrap_or(false);
-        if !leading {
-            if !waiting_logged {
-                tracing::info!("another replica runs the health checks; standing by to take over");
-                waiting_logged = true;
-            }
-            drop(lock);
-            tokio::time::sleep(LEADER_POLL).await;
-            continue;
-        }
-        tracing::info!("this replica runs the health checks now");
+    crate::leader::lead(&db.clone(), LEADER_LOCK, "the health checks", || async {
         metrics.leading.set(1);
-        waiting_logged = false;
-        let still_leading = async {
-            loop {
-                tokio::time::sleep(LEADER_POLL).await;
-                if let Err(error) = sqlx::query("SELECT 1").execute(&mut lock).await {
-                    tracing::warn!(%error, "lost the health-check leader lock's connection; stepping down");
-                    return;
-                }
+        // Reset when this round of leading ends, however it ends (the future may be dropped).
+        let _stepped_down = scopeguard(|| {
+            metrics.leading.set(0);
+            metrics.targets.set(0);
+        });
+        check(db.clone(), influx.clone(), events.clone(), &metrics).await;
+    })
+    .await;
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
             }
-        };
-        tokio::select! {
-            () = check(db.clone(), influx.clone(), events.clone(), &metrics) => {}
-            () = still_leading => {}
         }
-        metrics.leading.set(0);
-        metrics.targets.set(0);
     }
+    Guard(Some(f))
 }
 
 /// Whether an event may change the list of targets to check.
