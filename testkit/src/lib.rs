@@ -7,6 +7,7 @@
 //! `OPSDECK_TEST_INFLUX_URL` and `OPSDECK_SITE_ROOT`.
 
 mod app;
+mod binary;
 mod browser;
 mod haproxy;
 mod influx_process;
@@ -16,6 +17,7 @@ mod target;
 mod wait;
 
 pub use app::{TestApp, TestEnv, hidden_field};
+pub use binary::opsdeck_binary;
 pub use browser::Browser;
 pub use haproxy::HaproxyProcess;
 pub use influx_process::InfluxProcess;

@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod charts;
+mod live_traffic;
 mod logs;
 mod overview;
 mod releases;

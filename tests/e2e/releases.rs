@@ -1,30 +1,80 @@
 //! Release control in the browser: an operator moves the canary slider on the service page,
-//! confirms in the dialog (which shows the server's preview) and sees the split change; a
-//! viewer sees no controls and the API refuses them. Real app, PostgreSQL, InfluxDB, real HTTP
-//! instances, headless Chromium.
+//! confirms in the dialog (which shows the server's preview) and sees the split change, in the
+//! split bar and in the live request-rate chart fed by real traffic (demo-service processes behind
+//! the router); a viewer sees no controls and the API refuses them. Real app, PostgreSQL,
+//! InfluxDB, real HTTP instances, headless Chromium.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use app::model::identity::{Role, Scope};
 use fantoccini::Locator;
 use serde_json::{Value, json};
-use testkit::{Browser, TargetServer, TestApp, wait_until};
+use testkit::{Browser, TargetServer, TestApp, TestEnv, wait_until};
 
-use crate::wait_for_text;
+use crate::{
+    live_traffic::{DemoService, RouterHandle, SteadyLoad},
+    wait_for_text,
+};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// `web` with healthy v1 and v2 instances, v1 at 100 %, and a canary of v2 started at 10 %
-/// (steps 10 → 50 → 100, long holds so nothing moves by itself). Returns the release id.
-async fn web_with_a_canary(app: &TestApp) -> (i64, Vec<TargetServer>) {
+/// `web` with quick health checks (every 500 ms, healthy after one good probe).
+async fn create_web(app: &TestApp) {
     sqlx::query(
         "INSERT INTO services (name, check_interval_ms, check_timeout_ms, fall, rise) VALUES ('web', 500, 400, 100, 1)",
     )
     .execute(&app.db)
     .await
     .expect("create the service");
-    let ingest = app.token("agent", &[Scope::Ingest]).await;
+}
+
+/// Waits until the instance of web `version` listening on `port` is healthy.
+async fn wait_healthy(app: &TestApp, version: &str, port: u16) {
+    let port = i32::from(port);
+    wait_until(&format!("web {version} to be healthy"), PATIENCE, || async {
+        let health: Option<String> = sqlx::query_scalar("SELECT health FROM instances WHERE port = $1")
+            .bind(port)
+            .fetch_optional(&app.db)
+            .await
+            .expect("query");
+        (health.as_deref() == Some("healthy")).then_some(())
+    })
+    .await;
+}
+
+/// Sends `body` to `path` as an operator and returns the (successful) answer.
+async fn operate(app: &TestApp, method: reqwest::Method, path: &str, body: Value) -> Value {
     let operator = app.token("setup", &[Scope::Read, Scope::Operate]).await;
+    let response = app.http.request(method, app.url(path)).bearer_auth(&operator).json(&body).send().await;
+    let response = response.expect("answer");
+    let status = response.status();
+    let body: Value = response.json().await.expect("json");
+    assert!(status.is_success(), "{status} {body}");
+    body
+}
+
+/// Puts all of web's traffic on v1 (policy revision 1).
+async fn all_on_v1(app: &TestApp) {
+    let body = json!({"expected_revision": 0, "weights": [{"version": "v1", "percent": 100}]});
+    operate(app, reqwest::Method::PUT, "/api/v1/services/web/traffic", body).await;
+}
+
+/// Starts a canary of v2 at 10 % (steps 10 → 50 → 100, long holds so nothing moves by itself)
+/// on top of policy revision 1. Returns the release id.
+async fn start_canary(app: &TestApp) -> i64 {
+    let release = operate(app, reqwest::Method::POST, "/api/v1/services/web/releases", json!({
+        "strategy": "canary", "target_version": "v2", "expected_revision": 1,
+        "steps": [{"percent": 10, "hold_seconds": 3600}, {"percent": 50, "hold_seconds": 3600}, {"percent": 100, "hold_seconds": 3600}]
+    }))
+    .await;
+    release["id"].as_i64().expect("id")
+}
+
+/// `web` with healthy v1 and v2 instances, v1 at 100 %, and a canary of v2 started at 10 %.
+/// Returns the release id.
+async fn web_with_a_canary(app: &TestApp) -> (i64, Vec<TargetServer>) {
+    create_web(app).await;
+    let ingest = app.token("agent", &[Scope::Ingest]).await;
     let mut instances = Vec::new();
     for version in ["v1", "v2"] {
         let target = TargetServer::start().await;
@@ -32,40 +82,28 @@ async fn web_with_a_canary(app: &TestApp) -> (i64, Vec<TargetServer>) {
                           "host": "127.0.0.1", "port": target.port});
         let response = app.http.post(app.url("/api/v1/instances")).bearer_auth(&ingest).json(&body).send().await;
         assert_eq!(response.expect("answer").status(), 201);
-        let port = i32::from(target.port);
-        wait_until(&format!("web {version} to be healthy"), PATIENCE, || async {
-            let health: Option<String> = sqlx::query_scalar("SELECT health FROM instances WHERE port = $1")
-                .bind(port)
-                .fetch_optional(&app.db)
-                .await
-                .expect("query");
-            (health.as_deref() == Some("healthy")).then_some(())
-        })
-        .await;
+        wait_healthy(app, version, target.port).await;
         instances.push(target);
     }
-    let send = |method: reqwest::Method, path: &str, body: Value| {
-        let request = app.http.request(method, app.url(path)).bearer_auth(&operator).json(&body);
-        async move {
-            let response = request.send().await.expect("answer");
-            let status = response.status();
-            let body: Value = response.json().await.expect("json");
-            assert!(status.is_success(), "{status} {body}");
-            body
-        }
-    };
-    send(
-        reqwest::Method::PUT,
-        "/api/v1/services/web/traffic",
-        json!({"expected_revision": 0, "weights": [{"version": "v1", "percent": 100}]}),
-    )
-    .await;
-    let release = send(reqwest::Method::POST, "/api/v1/services/web/releases", json!({
-        "strategy": "canary", "target_version": "v2", "expected_revision": 1,
-        "steps": [{"percent": 10, "hold_seconds": 3600}, {"percent": 50, "hold_seconds": 3600}, {"percent": 100, "hold_seconds": 3600}]
-    }))
-    .await;
-    (release["id"].as_i64().expect("id"), instances)
+    all_on_v1(app).await;
+    (start_canary(app).await, instances)
+}
+
+/// The request-rate chart's newest value per version, read from its legend (`data-last`).
+async fn request_rates(page: &fantoccini::Client) -> Option<BTreeMap<String, f64>> {
+    let rates = page
+        .execute(
+            "const chart = [...document.querySelectorAll('.traffic-panel figure.time-chart')]\
+                 .find(f => f.querySelector('figcaption strong')?.textContent === 'Request rate');\
+             if (!chart) return null;\
+             return Object.fromEntries([...chart.querySelectorAll('.chart-legend-item')]\
+                 .map(item => [item.dataset.series, item.dataset.last]));",
+            vec![],
+        )
+        .await
+        .ok()?;
+    let rates: BTreeMap<String, String> = serde_json::from_value(rates).ok()?;
+    Some(rates.into_iter().map(|(version, last)| (version, last.parse().unwrap_or(0.0))).collect())
 }
 
 async fn weights(app: &TestApp) -> Value {
@@ -79,44 +117,66 @@ async fn weights(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn an_operator_moves_the_canary_slider_confirms_the_preview_and_sees_the_split_change() {
-    let app = TestApp::spawn().await;
-    let (release, _instances) = web_with_a_canary(&app).await;
+    // Real traffic: demo services as web v1 and v2, the router in front, 30 requests a second.
+    let settings = TestEnv::from_env().serve_settings().await;
+    let app = TestApp::start(settings.clone()).await;
+    create_web(&app).await;
+    let fleet = app.token("demo-fleet", &[Scope::Ingest, Scope::Read]).await;
+    let services = [DemoService::start(&app, &fleet, "web", "v1"), DemoService::start(&app, &fleet, "web", "v2")];
+    for (version, service) in ["v1", "v2"].into_iter().zip(&services) {
+        wait_healthy(&app, version, service.port).await;
+    }
+    all_on_v1(&app).await;
+    let router = RouterHandle::start(&settings).await;
+    let load = SteadyLoad::start(&router, "web", 30);
     let password = app.add_user("olga", Role::Operator).await;
     let browser = Browser::start(1280, 800).await;
     let page = &browser.client;
-    browser.sign_in(&app.url("/services/web"), "olga", &password).await;
+    browser.sign_in(&app.url("/services/web?range=15m"), "olga", &password).await;
 
+    // Before any canary the live request-rate chart shows v1 only.
+    let before = wait_until("web v1's requests in the request-rate chart", Duration::from_secs(60), || async {
+        let rates = request_rates(page).await?;
+        (rates.get("v1").copied().unwrap_or(0.0) > 0.0).then_some(rates)
+    })
+    .await;
+    assert_eq!(before.get("v2").copied().unwrap_or(0.0), 0.0, "v2 gets nothing at 100/0: {before:?}");
+
+    let release = start_canary(&app).await;
+    page.goto(&app.url("/services/web?range=15m")).await.expect("open the service page again");
+    browser.wait_hydrated().await;
     wait_for_text(page, ".release-panel .release-split", "v2 10 %").await;
     let head = wait_for_text(page, ".release-active-head", "progressing").await;
     assert!(head.contains("step 1 of 3"), "{head}");
     let hint = wait_for_text(page, ".release-slider", "max jump 50 %").await;
     assert!(hint.contains("0–60 %"), "the reachable range is shown: {hint}");
+    page.execute("window.__sameDocument = true", vec![]).await.expect("js");
 
-    // Move the slider to 30 % the way a person's drag does (value, then an input event).
+    // Move the slider to 50 % the way a person's drag does (value, then an input event).
     page.execute(
-        "const s = document.querySelector('.release-percent-input'); s.value = '30'; \
+        "const s = document.querySelector('.release-percent-input'); s.value = '50'; \
          s.dispatchEvent(new Event('input', { bubbles: true }));",
         vec![],
     )
     .await
     .expect("move the slider");
     let button = page.find(Locator::Css(".release-set-percent")).await.expect("the send button");
-    assert_eq!(button.text().await.expect("text"), "Send 30 % to v2…");
+    assert_eq!(button.text().await.expect("text"), "Send 50 % to v2…");
     button.click().await.expect("open the confirmation");
 
     // The dialog shows the server's preview before anything changes.
-    let preview = wait_for_text(page, ".release-dialog-preview", "v2 30 %").await;
+    let preview = wait_for_text(page, ".release-dialog-preview", "v2 50 %").await;
     assert!(preview.contains("v2 10 %"), "before → after: {preview}");
     assert!(preview.contains("Instances that will get traffic") && preview.contains("127.0.0.1:"), "{preview}");
     assert!(preview.contains("Open circuit breakers"), "{preview}");
     assert_eq!(weights(&app).await, json!([{"version": "v2", "percent": 10}, {"version": "v1", "percent": 90}]));
     browser.screenshot("release-confirm-dialog").await;
     let confirm = page.find(Locator::Css(".release-confirm")).await.expect("the confirm button");
-    assert_eq!(confirm.text().await.expect("text"), "Send 30 % to v2");
+    assert_eq!(confirm.text().await.expect("text"), "Send 50 % to v2");
     confirm.click().await.expect("confirm");
 
-    wait_for_text(page, ".release-panel .release-split", "v2 30 %").await;
-    assert_eq!(weights(&app).await, json!([{"version": "v2", "percent": 30}, {"version": "v1", "percent": 70}]));
+    wait_for_text(page, ".release-panel .release-split", "v2 50 %").await;
+    assert_eq!(weights(&app).await, json!([{"version": "v2", "percent": 50}, {"version": "v1", "percent": 50}]));
     let actor: String = sqlx::query_scalar(
         "SELECT actor_name FROM audit_log WHERE action = 'release.action' AND outcome = 'success' ORDER BY id DESC LIMIT 1",
     )
@@ -124,6 +184,19 @@ async fn an_operator_moves_the_canary_slider_confirms_the_preview_and_sees_the_s
     .await
     .expect("the action's audit row");
     assert_eq!(actor, "olga");
+
+    // The live request-rate chart (no reload) shows v2 taking a share of the load that only
+    // 50 % explains (at 10 % it would be about a tenth).
+    let after =
+        wait_until("web v2 taking about half the requests in the live chart", Duration::from_secs(90), || async {
+            let rates = request_rates(page).await?;
+            let (v1, v2) = (rates.get("v1").copied().unwrap_or(0.0), rates.get("v2").copied().unwrap_or(0.0));
+            (v2 > 0.0 && v2 / (v1 + v2) >= 0.3).then_some(rates)
+        })
+        .await;
+    let same = page.execute("return window.__sameDocument === true", vec![]).await.expect("js");
+    assert_eq!(same, json!(true), "the chart changed without a reload: {after:?}");
+    assert!(load.answered.load(std::sync::atomic::Ordering::Relaxed) > 0, "the load got answers");
 
     // The live traffic charts mark the start and the change, with what happened on hover.
     let labels = wait_until("release markers on the live traffic charts", PATIENCE, || async {
@@ -136,17 +209,19 @@ async fn an_operator_moves_the_canary_slider_confirms_the_preview_and_sees_the_s
             .await
             .ok()?;
         let titles: Vec<String> = serde_json::from_value(titles).ok()?;
-        titles.iter().any(|t| t.contains("at 30 % by user olga")).then_some(titles)
+        titles.iter().any(|t| t.contains("at 50 % by user olga")).then_some(titles)
     })
     .await;
     assert!(labels.iter().any(|t| t.contains(&format!("release #{release} (canary) started"))), "{labels:?}");
-    browser.screenshot("release-panel-after").await;
+    page.execute("document.querySelector('.traffic-panel').scrollIntoView()", vec![]).await.expect("js");
+    browser.screenshot("release-live-chart-after").await;
 
     // The releases page lists it in progress with its share.
     page.goto(&app.url("/releases")).await.expect("releases page");
-    let row = wait_for_text(page, &format!(r#".releases-active tr[data-release="{release}"]"#), "30 %").await;
+    let row = wait_for_text(page, &format!(r#".releases-active tr[data-release="{release}"]"#), "50 %").await;
     assert!(row.contains("v1 → v2") && row.contains("progressing"), "{row}");
     browser.close().await;
+    drop((load, router, services));
     app.stop().await.expect("clean stop");
 }
 

@@ -3,7 +3,8 @@
 //! label as well as colour, gaps where buckets have no samples (shaded, and "no data" on hover)
 //! and a "no data in this window" face distinct from a zero line, one hover column per bucket
 //! whose `<title>` names every series' value with its unit, and vertical event markers with
-//! their label on hover. Server-rendered, so it reads without wasm.
+//! their label on hover. Server-rendered, so it reads without wasm. Each legend item carries
+//! `data-series` (its label) and `data-last` (the newest bucket's value; empty without samples).
 
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
@@ -298,8 +299,10 @@ pub fn TimeChart(
         .enumerate()
         .map(|(index, s)| {
             let class = format!("chart-line series-{}", index % SERIES_STYLES);
+            // The newest bucket with samples, for tests and scripts reading the chart.
+            let last = s.values.iter().rev().flatten().next().map(|v| v.to_string()).unwrap_or_default();
             view! {
-                <li class="chart-legend-item">
+                <li class="chart-legend-item" data-series=s.label.clone() data-last=last>
                     <svg class="chart-legend-swatch" viewBox="0 0 28 10" width="28" height="10" aria-hidden="true">
                         <line class=class x1="1" y1="5" x2="27" y2="5" />
                     </svg>
