@@ -246,7 +246,7 @@ fn plain_text(element: &'static str, value: &str) -> Result<(), LineProtocolErro
 
 /// Puts a backslash before each `special` character; everything else, backslashes included,
 /// passes through as it is.
-fn escape_into(out: &mut String, value: &str, special: &[char]) {
+pub(crate) fn escape_into(out: &mut String, value: &str, special: &[char]) {
     for c in value.chars() {
         if special.contains(&c) {
             out.push('\\');

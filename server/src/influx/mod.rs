@@ -12,6 +12,7 @@ mod parse;
 mod query;
 
 pub use client::{InfluxApi, InfluxAuth, InfluxClient, InfluxConfig, InfluxError};
+pub(crate) use line_protocol::escape_into;
 pub use line_protocol::{FieldValue, LineProtocolError, Point, encode_all};
 pub use parse::{LineError, Precision, parse_line, parse_lines};
 pub use query::{QueryResult, Series, quote_identifier, quote_literal};

@@ -232,19 +232,33 @@ pub async fn run_writer(
     writers: usize,
     flush_and_stop: CancellationToken,
 ) {
+    run_writer_lingering(buffer, influx, writers, Duration::ZERO, flush_and_stop).await;
+}
+
+/// [`run_writer`], but after sending a batch smaller than the batch size a writer waits `linger`
+/// (unless stopping) for more lines before taking the next: fewer, larger writes when lines come
+/// one at a time (the router's request points).
+pub async fn run_writer_lingering(
+    buffer: std::sync::Arc<Buffer>,
+    influx: InfluxClient,
+    writers: usize,
+    linger: Duration,
+    flush_and_stop: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for writer in 0..writers.max(1) {
-        tasks.spawn(write_batches(buffer.clone(), influx.clone(), flush_and_stop.clone(), writer));
+        tasks.spawn(write_batches(buffer.clone(), influx.clone(), flush_and_stop.clone(), writer, linger));
     }
     while tasks.join_next().await.is_some() {}
 }
 
-#[tracing::instrument(name = "metrics_writer", skip(buffer, influx, flush_and_stop))]
+#[tracing::instrument(name = "metrics_writer", skip(buffer, influx, flush_and_stop, linger))]
 async fn write_batches(
     buffer: std::sync::Arc<Buffer>,
     influx: InfluxClient,
     flush_and_stop: CancellationToken,
     writer: usize,
+    linger: Duration,
 ) {
     let batch_size = influx.config().batch_size.max(1);
     loop {
@@ -289,6 +303,12 @@ async fn write_batches(
                     tokio::time::sleep(RETRY.delay(attempt)).await;
                     attempt = attempt.saturating_add(1);
                 }
+            }
+        }
+        if lines < batch_size && !linger.is_zero() && !flush_and_stop.is_cancelled() {
+            tokio::select! {
+                () = tokio::time::sleep(linger) => {}
+                () = flush_and_stop.cancelled() => {}
             }
         }
     }

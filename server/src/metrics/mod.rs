@@ -25,7 +25,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub use buffer::{Buffer, BufferStatus, Full, run_writer};
+pub use buffer::{Buffer, BufferStatus, Full, run_writer, run_writer_lingering};
 
 /// How long a request waits for room in a full buffer while InfluxDB is merely slower than the
 /// senders (not failing), before it is refused with 503: backpressure instead of a refusal that

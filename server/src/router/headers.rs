@@ -7,13 +7,18 @@ use std::net::SocketAddr;
 use app::model::traffic::{Route, Sticky};
 use axum::{
     Json,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header, request::Parts},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header,
+        request::Parts,
+        uri::{PathAndQuery, Scheme},
+    },
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
 use http_body_util::Full;
 use serde_json::json;
 
+use super::pool::Target;
 use crate::{demo::trace::TraceContext, traffic::RoutingTable};
 
 pub use crate::demo::trace::TRACEPARENT;
@@ -57,7 +62,17 @@ pub fn sticky_value(headers: &HeaderMap, sticky: &Sticky) -> Option<Vec<u8>> {
 }
 
 /// The path and query to send upstream: with the route's prefix removed when it says so.
-pub fn upstream_path_and_query(uri: &Uri, route: &Route) -> String {
+pub fn upstream_path_and_query(uri: &Uri, route: &Route) -> PathAndQuery {
+    if !(route.strip_prefix && route.path_prefix.is_some())
+        && let Some(unchanged) = uri.path_and_query()
+    {
+        return unchanged.clone();
+    }
+    let text = upstream_path_and_query_text(uri, route);
+    PathAndQuery::from_maybe_shared(Bytes::from(text)).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+}
+
+fn upstream_path_and_query_text(uri: &Uri, route: &Route) -> String {
     let path = uri.path();
     let path = match (&route.path_prefix, route.strip_prefix) {
         (Some(prefix), true) => {
@@ -74,8 +89,8 @@ pub fn upstream_path_and_query(uri: &Uri, route: &Route) -> String {
 
 /// The headers every attempt sends: the client's minus hop-by-hop ones (and those the client's
 /// `Connection` header names), plus `x-forwarded-for/proto/host` and the router's `traceparent`.
-pub fn outgoing(parts: &Parts, client: SocketAddr, trace: &TraceContext) -> HeaderMap {
-    let mut headers = parts.headers.clone();
+pub fn outgoing(mut headers: HeaderMap, client: SocketAddr, trace: &TraceContext) -> HeaderMap {
+    let client_host = headers.get(header::HOST).cloned();
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -92,31 +107,34 @@ pub fn outgoing(parts: &Parts, client: SocketAddr, trace: &TraceContext) -> Head
         Some(earlier) => format!("{earlier}, {}", client.ip()),
         None => client.ip().to_string(),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
         headers.insert("x-forwarded-for", value);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = parts.headers.get(header::HOST) {
-        headers.insert("x-forwarded-host", host.clone());
+    if let Some(host) = client_host {
+        headers.insert("x-forwarded-host", host);
     }
-    if let Ok(value) = HeaderValue::from_str(&trace.outgoing_header()) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(trace.outgoing_header())) {
         headers.insert(TRACEPARENT, value);
     }
     headers
 }
 
-/// One attempt's request to `authority`.
+/// One attempt's request to `target`.
 pub fn build_request(
     method: &Method,
-    authority: &str,
-    path_and_query: &str,
+    target: &Target,
+    path_and_query: &PathAndQuery,
     headers: &HeaderMap,
     body: Bytes,
 ) -> http::Request<Full<Bytes>> {
     let mut request = http::Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    *request.uri_mut() =
-        format!("http://{authority}{path_and_query}").parse().unwrap_or_else(|_| Uri::from_static("/"));
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = target.uri_authority.clone();
+    uri.path_and_query = Some(path_and_query.clone());
+    *request.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
     *request.headers_mut() = headers.clone();
     request
 }
@@ -231,6 +249,8 @@ mod tests {
         assert_eq!(upstream_path_and_query(&"/shop".parse().expect("uri"), &route), "/");
         let kept = Route { strip_prefix: false, ..route };
         assert_eq!(upstream_path_and_query(&uri, &kept), "/shop/cart?x=1");
+        let absolute: Uri = "http://web.example.org/a?b=1".parse().expect("uri");
+        assert_eq!(upstream_path_and_query(&absolute, &kept), "/a?b=1");
     }
 
     #[test]

@@ -34,6 +34,10 @@ use report::Reporter;
 /// Most request points held for InfluxDB; beyond it points are dropped and counted.
 const POINT_BUFFER: usize = 100_000;
 
+/// How long the point writer lets a short batch fill before sending it: one InfluxDB write per
+/// request burst instead of one per handful of requests (each costs the router CPU).
+const POINT_LINGER: Duration = Duration::from_millis(100);
+
 /// A bound, not yet serving router.
 pub struct RouterApp {
     listener: TcpListener,
@@ -139,8 +143,13 @@ impl RouterApp {
         let watcher =
             tokio::spawn(watch(self.db.clone(), provider, self.admin.status.clone(), self.watch, stop.clone()));
         let flush = CancellationToken::new();
-        let writer =
-            tokio::spawn(crate::metrics::run_writer(self.points.clone(), self.influx.clone(), 2, flush.clone()));
+        let writer = tokio::spawn(crate::metrics::run_writer_lingering(
+            self.points.clone(),
+            self.influx.clone(),
+            2,
+            POINT_LINGER,
+            flush.clone(),
+        ));
         let logs = self.access_log.clone().map(|outbox| {
             let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
             tokio::spawn(outbox.run(http, stop.clone().cancelled_owned(), Duration::from_secs(3)))
@@ -162,7 +171,13 @@ impl RouterApp {
         let admin_server = tokio::spawn(async move {
             axum::serve(self.admin_listener, admin_app).with_graceful_shutdown(admin_stop.cancelled_owned()).await
         });
-        let outcome = axum::serve(self.listener, proxy_app).with_graceful_shutdown(signal).await;
+        // Small answers go out at once instead of waiting on Nagle's algorithm for an ACK.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY on a client connection");
+            }
+        });
+        let outcome = axum::serve(listener, proxy_app).with_graceful_shutdown(signal).await;
         let _ = admin_server.await;
         let _ = watcher.await;
         flush.cancel();

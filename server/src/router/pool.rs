@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -19,6 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::report::TargetReport;
 use crate::{
     resilience::{BreakerConfig, CircuitBreaker},
     traffic::{RoutingTable, ServiceRoutes, TrafficProvider, Upstream},
@@ -30,10 +31,25 @@ pub struct Target {
     pub upstream: Upstream,
     /// `host:port`, ready for a URI.
     pub authority: String,
+    /// The same, parsed once (None if it is no valid authority: requests then fail to build).
+    pub uri_authority: Option<http::uri::Authority>,
     breaker: Mutex<CircuitBreaker>,
+    /// Its request points' tag text and counters, filled by the reporter on first use.
+    pub report: OnceLock<TargetReport>,
 }
 
 impl Target {
+    fn new(upstream: &Upstream, breaker: CircuitBreaker) -> Self {
+        let authority = upstream.address();
+        Self {
+            upstream: upstream.clone(),
+            uri_authority: authority.parse().ok(),
+            authority,
+            breaker: Mutex::new(breaker),
+            report: OnceLock::new(),
+        }
+    }
+
     fn breaker(&self) -> std::sync::MutexGuard<'_, CircuitBreaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -78,7 +94,6 @@ pub struct ServicePool {
 
 /// What one request was given.
 pub struct Pick {
-    pub version: String,
     pub target: Arc<Target>,
     /// The chosen version had no instance to take the call; another weighted version did.
     pub fell_back: bool,
@@ -97,13 +112,13 @@ impl ServicePool {
         let weights = &self.routes.policy.weights;
         let first = version.unwrap_or("");
         if let Some(target) = self.versions.get(first).and_then(|pool| round_robin(pool, tried)) {
-            return Some(Pick { version: target.upstream.version.clone(), target, fell_back: false });
+            return Some(Pick { target, fell_back: false });
         }
         weights
             .iter()
             .filter(|w: &&VersionWeight| w.percent > 0 && w.version != first)
             .find_map(|w| self.versions.get(&w.version).and_then(|pool| round_robin(pool, tried)))
-            .map(|target| Pick { version: target.upstream.version.clone(), target, fell_back: true })
+            .map(|target| Pick { target, fell_back: true })
     }
 
     /// "v1: 0 of 2 healthy, v2: 1 of 1 healthy (breaker open)" — for a 503's detail.
@@ -189,16 +204,8 @@ impl LiveTable {
             for upstream in routes.upstreams.iter().filter(|u| u.health == InstanceHealth::Healthy) {
                 let target = match known.get(&upstream.id) {
                     Some(existing) if existing.upstream == *upstream => Arc::clone(existing),
-                    Some(existing) => Arc::new(Target {
-                        upstream: upstream.clone(),
-                        authority: upstream.address(),
-                        breaker: Mutex::new(existing.breaker().clone()),
-                    }),
-                    None => Arc::new(Target {
-                        upstream: upstream.clone(),
-                        authority: upstream.address(),
-                        breaker: Mutex::new(CircuitBreaker::new(self.breaker)),
-                    }),
+                    Some(existing) => Arc::new(Target::new(upstream, existing.breaker().clone())),
+                    None => Arc::new(Target::new(upstream, CircuitBreaker::new(self.breaker))),
                 };
                 let key = if policy_less { String::new() } else { upstream.version.clone() };
                 versions.entry(key).or_default().targets.push(target);

@@ -79,56 +79,60 @@ pub async fn forward(
 ) -> Response {
     let started = Instant::now();
     let snapshot = proxy.table.load();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let host = headers::host(&parts);
-    let path = parts.uri.path().to_owned();
-    let Some(service) = snapshot.route(host.as_deref(), &path) else {
+    let path = parts.uri.path();
+    let Some(service) = snapshot.route(host.as_deref(), path) else {
         proxy.report.unrouted();
-        return headers::not_found(host.as_deref(), &path, &snapshot.table);
+        return headers::not_found(host.as_deref(), path, &snapshot.table);
     };
-    let name = service.routes.policy.service.clone();
+    let name = service.routes.policy.service.as_str();
     let bucket = headers::sticky_value(&parts.headers, &service.routes.policy.sticky)
         .map_or_else(random_bucket, |value| sticky_bucket(&value));
-    let version = service.version_for(bucket).map(str::to_owned);
-    let body = match axum::body::to_bytes(body, proxy.settings.body_limit).await {
-        Ok(body) => body,
-        Err(error) => return headers::too_large(proxy.settings.body_limit, &error.to_string()),
+    let version = service.version_for(bucket);
+    // A request without a body (most GETs) skips collecting one.
+    let body = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+        Bytes::new()
+    } else {
+        match axum::body::to_bytes(body, proxy.settings.body_limit).await {
+            Ok(body) => body,
+            Err(error) => return headers::too_large(proxy.settings.body_limit, &error.to_string()),
+        }
     };
     let (trace, _malformed) = TraceContext::for_incoming(parts.headers.get(headers::TRACEPARENT).map(|v| v.as_bytes()));
     let target_path = headers::upstream_path_and_query(&parts.uri, &service.routes.policy.route);
-    let base_headers = headers::outgoing(&parts, client, &trace);
-    let method = parts.method.clone();
+    let base_headers = headers::outgoing(std::mem::take(&mut parts.headers), client, &trace);
+    let method = &parts.method;
     let deadline = started + proxy.settings.request_timeout;
 
     let mut tried: Vec<Uuid> = Vec::with_capacity(2);
     let mut last: Option<(Pick, Attempt)> = None;
     while (tried.len() as u32) < proxy.settings.max_attempts.max(1) {
-        let Some(pick) = service.pick(version.as_deref(), &tried) else { break };
+        let Some(pick) = service.pick(version, &tried) else { break };
         if !tried.is_empty() {
             let wait = proxy.settings.backoff.delay(tried.len() as u32 - 1);
             if Instant::now() + wait >= deadline {
                 break;
             }
-            proxy.report.retried(&name);
+            proxy.report.retried(name);
             tokio::time::sleep(wait).await;
         }
         if pick.fell_back {
-            proxy.report.fell_back(&name, version.as_deref().unwrap_or(""), &pick.version);
+            proxy.report.fell_back(name, version.unwrap_or(""), &pick.target.upstream.version);
         }
         tried.push(pick.target.upstream.id);
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outgoing =
-            headers::build_request(&method, &pick.target.authority, &target_path, &base_headers, body.clone());
+        let outgoing = headers::build_request(method, &pick.target, &target_path, &base_headers, body.clone());
         let attempt = send(&proxy.client, outgoing, proxy.settings.attempt_timeout.min(remaining)).await;
         let (success, retry) = match &attempt {
             Attempt::Answered(response) => {
                 let status = response.status().as_u16();
-                (status < 500, idempotent(&method) && matches!(status, 502..=504))
+                (status < 500, idempotent(method) && matches!(status, 502..=504))
             }
-            Attempt::Failed { connect, .. } => (false, *connect || idempotent(&method)),
+            Attempt::Failed { connect, .. } => (false, *connect || idempotent(method)),
         };
         if pick.target.record(success) {
-            proxy.report.breaker_opened(&name, &pick.target.upstream);
+            proxy.report.breaker_opened(name, &pick.target.upstream);
         }
         last = Some((pick, attempt));
         if !retry || Instant::now() >= deadline {
@@ -138,15 +142,15 @@ pub async fn forward(
     let attempts = tried.len() as u32;
     let (response, upstream) = match last {
         None => {
-            proxy.report.no_upstream(&name);
-            (headers::no_upstream(&name, &service.describe()), None)
+            proxy.report.no_upstream(name);
+            (headers::no_upstream(name, &service.describe()), None)
         }
         Some((pick, Attempt::Answered(response))) => (headers::clean_response(response), Some(pick)),
         Some((pick, Attempt::Failed { timed_out, reason, .. })) => {
-            (headers::upstream_failed(&name, attempts, timed_out, &reason), Some(pick))
+            (headers::upstream_failed(name, attempts, timed_out, &reason), Some(pick))
         }
     };
-    report(&proxy.report, &name, upstream.as_ref(), &method, &path, &response, started, attempts, &trace);
+    report(&proxy.report, name, upstream.as_ref(), method, path, &response, started, attempts, &trace);
     response
 }
 
@@ -164,7 +168,7 @@ fn report(
 ) {
     reporter.forwarded(&Forwarded {
         service,
-        upstream: pick.map(|p| &p.target.upstream),
+        upstream: pick.map(|p| &*p.target),
         method: method.as_str(),
         path,
         status: response.status().as_u16(),

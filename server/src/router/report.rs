@@ -6,7 +6,11 @@
 //! `opsdeck serve` also uses (a full buffer drops the point and counts it) and log lines into the
 //! demo services' [`Outbox`] (drops the oldest when full).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    fmt::Write as _,
+    sync::{Arc, OnceLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use chrono::Utc;
 use prometheus_client::{
@@ -18,8 +22,9 @@ use serde_json::json;
 
 use crate::{
     demo::{outbox::Outbox, telemetry::status_class},
-    influx::Point,
+    influx::escape_into,
     metrics::Buffer,
+    router::pool::Target,
     traffic::Upstream,
 };
 
@@ -42,7 +47,7 @@ struct ServiceLabel {
 /// One forwarded (or refused) request, as reported.
 pub struct Forwarded<'a> {
     pub service: &'a str,
-    pub upstream: Option<&'a Upstream>,
+    pub upstream: Option<&'a Target>,
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
@@ -132,44 +137,128 @@ impl Reporter {
 
     /// Counts, writes the point and the access-log line. Never waits.
     pub fn forwarded(&self, request: &Forwarded<'_>) {
-        let version = request.upstream.map_or("", |u| u.version.as_str());
-        self.requests
-            .get_or_create(&RequestLabels {
-                service: request.service.to_owned(),
-                version: version.to_owned(),
-                status_class: status_class(request.status).to_owned(),
-            })
-            .inc();
-        if let (Some(buffer), Some(upstream)) = (&self.points, request.upstream) {
-            match point(request, upstream).to_line() {
-                Ok(mut line) => {
-                    line.push('\n');
+        let version = request.upstream.map_or("", |t| t.upstream.version.as_str());
+        let class = status_class(request.status);
+        match request.upstream {
+            // The instance's counters are resolved once (per status class) and kept with it.
+            Some(target) => target
+                .report
+                .get_or_init(|| TargetReport::new(request.service, &target.upstream))
+                .counter(class, || self.requests_counter(request.service, version, class))
+                .inc(),
+            None => self.requests_counter(request.service, version, class).inc(),
+        };
+        if let (Some(buffer), Some(target)) = (&self.points, request.upstream) {
+            let cached = target.report.get_or_init(|| TargetReport::new(request.service, &target.upstream));
+            match cached.line(request) {
+                Some(line) => {
                     if buffer.push_all(vec![line]).is_err() {
                         self.points_dropped.inc();
                     }
                 }
-                Err(error) => tracing::debug!(%error, "a request point could not be encoded; left out"),
+                None => tracing::debug!(
+                    instance = %target.upstream.id,
+                    "a request point could not be encoded (a tag with a newline or a trailing backslash); left out"
+                ),
             }
         }
         if let Some(outbox) = &self.access_log {
             outbox.push(access_line(request, version).to_string());
         }
     }
+
+    fn requests_counter(&self, service: &str, version: &str, class: &str) -> Counter {
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.to_owned(),
+                version: version.to_owned(),
+                status_class: class.to_owned(),
+            })
+            .clone()
+    }
 }
 
-fn point(request: &Forwarded<'_>, upstream: &Upstream) -> Point {
-    Point::new(ROUTER_REQUESTS)
-        .tag("instance", upstream.id.to_string())
-        .tag("service", request.service)
-        .tag("version", upstream.version.as_str())
-        .tag("cluster", upstream.cluster.as_str())
-        .tag("node", upstream.node.as_str())
-        .tag("method", request.method)
-        .tag("status_class", status_class(request.status))
-        .field("latency_ms", request.latency.as_micros() as f64 / 1000.0)
-        .field("status", i64::from(request.status))
-        .field("attempts", i64::from(request.attempts))
-        .timestamp(Utc::now())
+/// What every request to one instance reports alike, worked out on its first request and kept
+/// with the instance (across table reloads): the escaped tag text of its `router_requests` line
+/// and its request counters. Saves the per-request tag strings, sort and escaping.
+#[derive(Debug, Default)]
+pub struct TargetReport {
+    /// `router_requests,cluster=…,instance=…` — tags sort by key, `method` comes next.
+    head: String,
+    /// `,node=…,service=…` — then `status_class`.
+    middle: String,
+    /// `,version=…`.
+    tail: String,
+    /// A tag value InfluxDB can't take (newline, trailing backslash): no points for this instance.
+    unencodable: bool,
+    /// By status class: 2xx, 3xx, 4xx, 5xx.
+    counters: [OnceLock<Counter>; 4],
+}
+
+const TAG_SPECIALS: &[char] = &[',', '=', ' '];
+
+impl TargetReport {
+    fn new(service: &str, upstream: &Upstream) -> Self {
+        let instance = upstream.id.to_string();
+        // Empty values are left out, as `influx::Point` does.
+        let tag = |out: &mut String, key: &str, value: &str| {
+            if value.is_empty() {
+                return;
+            }
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            escape_into(out, value, TAG_SPECIALS);
+        };
+        let mut head = String::from(ROUTER_REQUESTS);
+        tag(&mut head, "cluster", &upstream.cluster);
+        tag(&mut head, "instance", &instance);
+        let mut middle = String::new();
+        tag(&mut middle, "node", &upstream.node);
+        tag(&mut middle, "service", service);
+        let mut tail = String::new();
+        tag(&mut tail, "version", &upstream.version);
+        let unencodable = [upstream.cluster.as_str(), &instance, &upstream.node, service, &upstream.version]
+            .iter()
+            .any(|value| value.contains(['\n', '\r']) || value.ends_with('\\'));
+        Self { head, middle, tail, unencodable, counters: Default::default() }
+    }
+
+    fn counter(&self, class: &str, resolve: impl FnOnce() -> Counter) -> &Counter {
+        let slot = match class {
+            "2xx" => 0,
+            "3xx" => 1,
+            "4xx" => 2,
+            _ => 3,
+        };
+        self.counters[slot].get_or_init(resolve)
+    }
+
+    /// The request's line, newline included — the same text `influx::Point` encodes (tags sorted
+    /// by key, fields `latency_ms`, `status`, `attempts`, nanosecond timestamp).
+    fn line(&self, request: &Forwarded<'_>) -> Option<String> {
+        if self.unencodable {
+            return None;
+        }
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let mut line = String::with_capacity(self.head.len() + self.middle.len() + self.tail.len() + 96);
+        line.push_str(&self.head);
+        if !request.method.is_empty() {
+            line.push_str(",method=");
+            escape_into(&mut line, request.method, TAG_SPECIALS);
+        }
+        line.push_str(&self.middle);
+        line.push_str(",status_class=");
+        line.push_str(status_class(request.status));
+        line.push_str(&self.tail);
+        let latency_ms = request.latency.as_micros() as f64 / 1000.0;
+        let _ = writeln!(
+            line,
+            " latency_ms={latency_ms},status={}i,attempts={}i {nanos}",
+            request.status, request.attempts
+        );
+        Some(line)
+    }
 }
 
 fn access_line(request: &Forwarded<'_>, version: &str) -> serde_json::Value {
@@ -190,10 +279,79 @@ fn access_line(request: &Forwarded<'_>, version: &str) -> serde_json::Value {
             "attempts": request.attempts,
         },
     });
-    if let Some(upstream) = request.upstream {
+    if let Some(upstream) = request.upstream.map(|t| &t.upstream) {
         line["instance"] = json!(upstream.id.to_string());
         line["cluster"] = json!(upstream.cluster);
         line["node"] = json!(upstream.node);
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use app::model::topology::InstanceHealth;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::influx::Point;
+
+    fn forwarded<'a>(upstream: Option<&'a Target>, method: &'a str) -> Forwarded<'a> {
+        Forwarded {
+            service: "web shop",
+            upstream,
+            method,
+            path: "/",
+            status: 503,
+            latency: Duration::from_micros(12_345),
+            attempts: 2,
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+        }
+    }
+
+    #[test]
+    fn the_cached_line_is_the_text_influx_point_encodes() {
+        let upstream = Upstream {
+            id: Uuid::from_u128(7),
+            version: "v2=canary".to_owned(),
+            cluster: "east,1".to_owned(),
+            node: String::new(),
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            health: InstanceHealth::Healthy,
+        };
+        let report = TargetReport::new("web shop", &upstream);
+        let request = forwarded(None, "GET");
+        let line = report.line(&request).expect("an encodable line");
+        let (text, nanos) = line.trim_end().rsplit_once(' ').expect("a timestamp");
+        let expected = Point::new(ROUTER_REQUESTS)
+            .tag("instance", upstream.id.to_string())
+            .tag("service", "web shop")
+            .tag("version", "v2=canary")
+            .tag("cluster", "east,1")
+            .tag("node", "")
+            .tag("method", "GET")
+            .tag("status_class", "5xx")
+            .field("latency_ms", 12.345)
+            .field("status", 503_i64)
+            .field("attempts", 2_i64)
+            .timestamp_ns(nanos.parse().expect("nanoseconds"))
+            .to_line()
+            .expect("a valid point");
+        assert_eq!(format!("{text} {nanos}"), expected);
+        assert!(line.ends_with('\n'));
+    }
+
+    #[test]
+    fn an_instance_with_a_newline_in_a_tag_gets_no_points() {
+        let upstream = Upstream {
+            id: Uuid::from_u128(8),
+            version: "v1".to_owned(),
+            cluster: "east\nwest".to_owned(),
+            node: "n1".to_owned(),
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            health: InstanceHealth::Healthy,
+        };
+        assert_eq!(TargetReport::new("web", &upstream).line(&forwarded(None, "GET")), None);
+    }
 }
