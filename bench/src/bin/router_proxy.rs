@@ -4,8 +4,9 @@
 //!    upstream, then through nginx, HAProxy and `opsdeck router`, each proxy pinned to the same
 //!    core with one worker: requests/s, p50/p99, added p99 over direct, the proxy's CPU. Goal:
 //!    the router ≥ 1.0× nginx's requests/s.
-//! 2. **Policy push**: a policy write committed in PostgreSQL → the new revision in effect on
-//!    every router (two run), p50/p99/max over many writes. Goal: p99 ≤ 100 ms.
+//! 2. **Policy push**: a button press — `PUT /api/v1/services/{service}/traffic` with the
+//!    revision last seen, through release control's service layer — → the new revision in effect
+//!    on every router (two run), p50/p99/max over many presses. Goal: p99 ≤ 100 ms.
 //! 3. **Instance killed** (SIGKILL) under load through a router → out of the router's rotation,
 //!    and how many client requests failed. Goal: ≤ 1 s.
 //!
@@ -99,6 +100,8 @@ struct Stage {
     http: reqwest::Client,
     base: String,
     token: String,
+    /// For the policy writes (operate scope), like an operator's session.
+    operate_token: String,
     db: sqlx::PgPool,
 }
 
@@ -148,19 +151,36 @@ impl Stage {
         Ok(())
     }
 
-    /// Writes weights as `traffic::store::write` does (the trigger NOTIFYs); returns the revision.
+    /// Sets the weights the way an operator's button does — `PUT /api/v1/services/{service}/traffic`
+    /// with the revision last seen (release control's one service layer: revision check, policy
+    /// write, audit row, events; the trigger NOTIFYs the routers) — and returns the new revision.
     async fn write_policy(&self, weights: Value) -> anyhow::Result<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO traffic_policies (service_id, revision, weights, updated_by)
-             SELECT id, 1, $2, 'bench' FROM services WHERE name = $1
-             ON CONFLICT (service_id) DO UPDATE SET revision = traffic_policies.revision + 1,
-                 weights = EXCLUDED.weights, updated_at = now(), updated_by = EXCLUDED.updated_by
-             RETURNING revision",
-        )
-        .bind(SERVICE)
-        .bind(weights)
-        .fetch_one(&self.db)
-        .await?)
+        let expected = self.current_revision().await?;
+        self.press(expected, weights).await
+    }
+
+    /// The policy revision an operator's screen would show.
+    async fn current_revision(&self) -> anyhow::Result<i64> {
+        let url = format!("{}/api/v1/services/{SERVICE}/traffic", self.base);
+        let current: Value = self.http.get(&url).bearer_auth(&self.operate_token).send().await?.json().await?;
+        current["revision"].as_i64().context("no revision in GET …/traffic")
+    }
+
+    /// The button press itself: the PUT with the revision seen.
+    async fn press(&self, expected: i64, weights: Value) -> anyhow::Result<i64> {
+        let url = format!("{}/api/v1/services/{SERVICE}/traffic", self.base);
+        let response = self
+            .http
+            .put(&url)
+            .bearer_auth(&self.operate_token)
+            .json(&json!({ "expected_revision": expected, "weights": weights, "reason": "benchmark" }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("PUT …/traffic answered {}: {}", response.status(), response.text().await?);
+        }
+        let policy: Value = response.json().await?;
+        policy["revision"].as_i64().context("no revision in the PUT answer")
     }
 }
 
@@ -198,6 +218,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?,
         base: serve.base.clone(),
         token: env.create_token("bench-router", "ingest").await?,
+        operate_token: env.create_token("bench-router-operate", "operate").await?,
         db: sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&args.database_url).await?,
     };
 
@@ -263,16 +284,17 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         } else {
             json!([{"version": "v1", "percent": 100}, {"version": "v2", "percent": 0}])
         };
-        let written = Instant::now();
-        let revision = stage.write_policy(weights).await?;
+        let expected = stage.current_revision().await?;
+        let pressed = Instant::now();
+        let revision = stage.press(expected, weights).await?;
         for admin in admin {
             while stage.status(admin).await.and_then(|s| s["revision"].as_i64()).unwrap_or(0) < revision {
-                if written.elapsed() > Duration::from_secs(10) {
+                if pressed.elapsed() > Duration::from_secs(10) {
                     bail!("router at {admin} did not apply revision {revision} within 10 s");
                 }
             }
         }
-        push.push(written.elapsed());
+        push.push(pressed.elapsed());
     }
     push.sort();
     stage.write_policy(json!([{"version": "v1", "percent": 50}, {"version": "v2", "percent": 50}])).await?;
@@ -332,7 +354,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let served: u64 = kills.iter().map(|k| k.1).sum();
     println!();
     println!(
-        "policy write → in effect on both routers ({} writes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "button press (PUT …/traffic) → in effect on both routers ({} writes): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         push.len(),
         ms(p50),
         ms(p99),
