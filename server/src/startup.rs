@@ -58,6 +58,10 @@ impl Application {
             metrics,
             log_tail,
             stopping: tokio_util::sync::CancellationToken::new(),
+            deployer: match &settings.releases.deployer_url {
+                Some(url) => Some(Arc::new(crate::releases::deployer::HttpDeployer::new(url.clone())?)),
+                None => None,
+            },
         };
         let router = crate::http::router(state.clone(), &settings.http);
         let metrics_writers = settings.metrics.writers as usize;

@@ -24,6 +24,8 @@ pub struct AppState {
     /// Cancelled when shutdown begins: endless responses (event streams, discovery watches)
     /// end then, so the grace period isn't spent waiting for them.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Starts and stops instances for rolling releases (`--deployer-url`), when configured.
+    pub deployer: Option<std::sync::Arc<dyn crate::releases::deployer::Deployer>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -91,6 +91,7 @@ impl TestEnv {
                 login_failure_window: Duration::from_secs(15 * 60),
             },
             logs: Default::default(),
+            releases: Default::default(),
         }
     }
 }

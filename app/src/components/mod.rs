@@ -13,6 +13,7 @@ pub mod release_controls;
 pub mod release_dialog;
 pub mod release_inbox;
 pub mod release_start;
+pub mod release_start_form;
 pub mod release_view;
 pub mod service_logs;
 pub mod shell;

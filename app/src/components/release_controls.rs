@@ -11,7 +11,7 @@ use crate::components::event_feed::EventFeed;
 use crate::components::release_actions::{action_label, is_dangerous, parse_action, strategy_label};
 use crate::components::release_dialog::{Ask, ConfirmDialog};
 use crate::components::release_start::{StartDialog, StartReleaseForm, StartState};
-use crate::components::release_view::{Countdown, PercentBar, ReleaseStateMark, SplitBar, VerdictLine};
+use crate::components::release_view::{Countdown, PercentBar, ReleaseStateMark, RollingNodes, SplitBar, VerdictLine};
 use crate::components::user_menu::use_current_user;
 use crate::model::identity::Scope;
 use crate::model::releases::{Release, ReleaseAction, Strategy};
@@ -110,7 +110,10 @@ fn ActiveRelease(
     chosen: RwSignal<Option<u8>>,
     operator: bool,
 ) -> impl IntoView {
-    let step = format!("step {} of {}", release.step_index + 1, release.steps.len().max(1));
+    let step = match &release.rolling {
+        Some(rolling) => format!("{} of {} node(s) replaced", rolling.replaced(), rolling.steps.len()),
+        None => format!("step {} of {}", release.step_index + 1, release.steps.len().max(1)),
+    };
     let head = view! {
         <p class="release-active-head" data-release=release.id data-state=format!("{:?}", release.state)>
             <a href=format!("/releases/{}", release.id)>
@@ -118,9 +121,13 @@ fn ActiveRelease(
             </a>
             " " <ReleaseStateMark state=release.state /> " "
             <PercentBar percent=release.current_percent />
-            " " {step} " · step ends in " <Countdown ends_at=release.step_ends_at />
+            " " {step}
+            {(release.strategy == Strategy::Canary).then(|| view! { " · step ends in " <Countdown ends_at=release.step_ends_at /> })}
         </p>
-        <p class="release-last-verdict"><VerdictLine verdict=release.last_verdict.clone() /></p>
+        {release.rolling.clone().map(|progress| view! { <RollingNodes progress /> })}
+        {(release.strategy == Strategy::Canary).then(|| view! {
+            <p class="release-last-verdict"><VerdictLine verdict=release.last_verdict.clone() /></p>
+        })}
         {release.status_reason.clone().map(|why| view! { <p class="notice">{why}</p> })}
     };
     if !operator {

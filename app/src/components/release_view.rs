@@ -1,6 +1,6 @@
 //! Small views the releases page, the release detail and the service page share: a state mark,
-//! the traffic split as a bar, the canary's share as a bar, a live countdown and a verdict with
-//! its numbers.
+//! the traffic split as a bar, the canary's share as a bar, a live countdown, a verdict with
+//! its numbers and a rolling release's nodes.
 
 use chrono::{DateTime, Utc};
 use leptos::prelude::*;
@@ -9,9 +9,10 @@ use crate::components::live::use_clock;
 use crate::components::release_actions::{
     countdown_text, describe_weights, ms_text, percent_text, state_mark, verdict_mark,
 };
+use crate::components::status::Status;
 use crate::components::status::StatusMark;
 use crate::components::timestamp::Timestamp;
-use crate::model::releases::{ReleaseState, Verdict};
+use crate::model::releases::{ReleaseState, RollingProgress, RollingStepState, Verdict};
 use crate::model::traffic::VersionWeight;
 
 #[component]
@@ -107,4 +108,48 @@ pub fn VerdictLine(verdict: Option<Verdict>) -> impl IntoView {
         </span>
     }
     .into_any()
+}
+
+/// A rolling release as a row of nodes in replacement order, each with a mark and a word
+/// (replaced, draining, starting with the time left to become healthy, waiting, failed) and
+/// what serves there.
+#[component]
+pub fn RollingNodes(progress: RollingProgress) -> impl IntoView {
+    let clock = use_clock();
+    let timeout = chrono::Duration::seconds(i64::from(progress.ready_timeout_seconds));
+    let total = progress.steps.len();
+    let nodes = progress
+        .steps
+        .into_iter()
+        .enumerate()
+        .map(|(index, step)| {
+            let (status, word) = match step.state {
+                RollingStepState::Replaced => (Status::Healthy, "replaced"),
+                RollingStepState::Draining => (Status::Degraded, "stopping the old"),
+                RollingStepState::Starting => (Status::Degraded, "starting"),
+                RollingStepState::Waiting => (Status::Unknown, "waiting"),
+                RollingStepState::Failed => (Status::Down, "failed"),
+            };
+            let left = (step.state == RollingStepState::Starting).then(|| {
+                let ready_by = step.started_at.map(|at| at + timeout);
+                move || {
+                    ready_by.map(|by| format!("healthy within {}", countdown_text((by - clock.0.get()).num_seconds())))
+                }
+            });
+            view! {
+                <li class=format!("rolling-node is-{}", word.replace(' ', "-")) data-node=step.node.clone()
+                    data-state=format!("{:?}", step.state)>
+                    <span class="rolling-node-name">{format!("{}. {}", index + 1, step.node)}</span>
+                    <StatusMark status label=word />
+                    {left.map(|left| view! { <span class="rolling-node-left num">{left}</span> })}
+                    <span class="rolling-node-detail">{step.text()}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="rolling" role="group" aria-label=format!("Rolling: {total} node(s), in order")>
+            <ol class="rolling-nodes">{nodes}</ol>
+        </div>
+    }
 }

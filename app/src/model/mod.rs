@@ -9,6 +9,7 @@ pub mod health;
 pub mod identity;
 pub mod logs;
 pub mod releases;
+pub mod rolling;
 pub mod topology;
 pub mod trace;
 pub mod traffic;

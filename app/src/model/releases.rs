@@ -21,6 +21,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use super::rolling::{RollingConfig, RollingProgress, RollingStep, RollingStepState};
 use super::traffic::{TrafficPolicy, VersionWeight};
 
 /// How a release moves traffic.
@@ -199,6 +200,9 @@ pub struct StartRelease {
     pub smoke_checks: Vec<SmokeCheck>,
     #[serde(default)]
     pub schema: Option<SchemaChange>,
+    /// Rolling: how long each new instance may take to become healthy (default 120 s).
+    #[serde(default)]
+    pub rolling: Option<RollingConfig>,
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -297,6 +301,9 @@ pub struct Release {
     pub last_verdict: Option<Verdict>,
     pub smoke_checks: Vec<SmokeCheck>,
     pub schema: Option<SchemaChange>,
+    /// Rolling: the instances replaced so far and the one in progress.
+    #[serde(default)]
+    pub rolling: Option<RollingProgress>,
     /// The traffic policy revision after the release's last change.
     pub policy_revision: i64,
     /// Actions possible now (buttons the UI shows).

@@ -9,7 +9,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::get_release_detail;
 use crate::components::event_feed::{Freshness, use_event_feed};
 use crate::components::release_actions::{describe_weights, strategy_label};
-use crate::components::release_view::{Countdown, PercentBar, ReleaseStateMark, SplitBar, VerdictLine};
+use crate::components::release_view::{Countdown, PercentBar, ReleaseStateMark, RollingNodes, SplitBar, VerdictLine};
 use crate::components::timestamp::Timestamp;
 use crate::model::releases::{Release, ReleaseDetail};
 use crate::pages::topology::LoadError;
@@ -69,8 +69,13 @@ fn ReleaseBody(detail: ReleaseDetail) -> impl IntoView {
             <p><VerdictLine verdict=r.last_verdict.clone() /></p>
         </div>
     };
+    let rolling = r.rolling.clone().map(|progress| {
+        let title = format!("Nodes: {} of {} replaced", progress.replaced(), progress.steps.len());
+        view! { <div class="panel"><h2>{title}</h2><RollingNodes progress /></div> }
+    });
     view! {
         {summary}
+        {rolling}
         <StepsTimeline release=r.clone() />
         <VerdictTable verdicts />
         <ActionHistory history />

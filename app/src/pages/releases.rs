@@ -65,7 +65,10 @@ fn ActiveReleases(releases: Vec<Release>) -> impl IntoView {
     let rows = releases
         .into_iter()
         .map(|r| {
-            let step = format!("{}/{}", r.step_index + 1, r.steps.len().max(1));
+            let step = match &r.rolling {
+                Some(rolling) => format!("{}/{} nodes", rolling.replaced(), rolling.steps.len()),
+                None => format!("{}/{}", r.step_index + 1, r.steps.len().max(1)),
+            };
             view! {
                 <tr data-release=r.id>
                     <th scope="row"><a href=format!("/releases/{}", r.id)>{r.service.clone()}</a></th>

@@ -71,6 +71,18 @@ pub struct ServeSettings {
     pub metrics: MetricsSettings,
     #[command(flatten)]
     pub logs: LogSettings,
+    #[command(flatten)]
+    pub releases: ReleaseSettings,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Releases")]
+pub struct ReleaseSettings {
+    /// Who starts and stops instances for rolling releases: an HTTP deployer
+    /// (`PUT/DELETE/GET {url}/deployments/{service}/{version}/{node}`; `opsdeck demo` serves one
+    /// on its control API). Without it rolling releases are refused.
+    #[arg(long = "deployer-url", env = "OPSDECK_DEPLOYER_URL")]
+    pub deployer_url: Option<url::Url>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use app::components::release_actions::{
     countdown_text, describe_weights, ms_text, parse_action, percent_text, state_mark, strategy_label,
 };
-use app::model::releases::{CanaryStep, Release, ReleaseActionRequest, ReleaseDetail, StartRelease, Strategy, Verdict};
+use app::model::releases::{
+    CanaryStep, Release, ReleaseActionRequest, ReleaseDetail, RollingConfig, StartRelease, Strategy, Verdict,
+};
 use app::model::traffic::TrafficPolicy;
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -76,6 +78,9 @@ pub struct StartArgs {
     /// The largest change one set-percent may make.
     #[arg(long)]
     pub max_jump: Option<u8>,
+    /// Rolling: how long each new instance may take to become healthy, e.g. `2m`.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub ready_timeout: std::time::Duration,
     /// The traffic policy revision you saw (default: the current one, read just before).
     #[arg(long)]
     pub expected_revision: Option<i64>,
@@ -145,6 +150,9 @@ async fn execute(args: ReleaseArgs) -> Result<String, RemoteError> {
                 analysis: None,
                 smoke_checks: Vec::new(),
                 schema: None,
+                rolling: matches!(start.strategy, StrategyArg::Rolling).then(|| RollingConfig {
+                    ready_timeout_seconds: u32::try_from(start.ready_timeout.as_secs()).unwrap_or(u32::MAX),
+                }),
                 reason: start.reason,
             };
             let key = start.idempotency_key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -257,6 +265,15 @@ pub fn detail_text(detail: &ReleaseDetail) -> String {
         let steps: Vec<String> =
             detail.release.steps.iter().map(|s| format!("{} % ({} s)", s.percent, s.hold_seconds)).collect();
         lines.push(format!("steps: {}", steps.join(" → ")));
+    }
+    if let Some(rolling) = &detail.release.rolling {
+        lines.push(format!(
+            "rolling: {} of {} node(s) replaced (ready time {} s each)",
+            rolling.replaced(),
+            rolling.steps.len(),
+            rolling.ready_timeout_seconds
+        ));
+        lines.extend(rolling.steps.iter().map(|step| format!("  {}", step.text())));
     }
     lines.push(format!("verdicts ({}):", detail.verdicts.len()));
     lines.extend(detail.verdicts.iter().map(|v| format!("  {}", verdict_text(v))));

@@ -22,9 +22,6 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
     // in order instead of killing the demo with its children still registered.
     let mut stop_requested = tokio::spawn(crate::startup::shutdown_signal());
     let plan = FleetPlan::new(settings.fleet, settings.service_port_base);
-    let application = Application::build(settings.serve.clone()).await?;
-    let dashboard = application.local_addr();
-    let db = application.state().db.clone();
     let control_listener = tokio::net::TcpListener::bind(settings.control_listen).await.with_context(|| {
         format!(
             "cannot listen on {} (--control-listen / OPSDECK_DEMO_CONTROL_LISTEN): is the port taken?",
@@ -32,6 +29,16 @@ pub async fn run(settings: DemoSettings, log_format: LogFormat) -> anyhow::Resul
         )
     })?;
     let control_address = control_listener.local_addr().context("the control listener has no address")?;
+    // The control API is the dashboard's deployer: rolling releases start and stop demo
+    // instances through it (unless --deployer-url names another).
+    let mut serve = settings.serve.clone();
+    if serve.releases.deployer_url.is_none() {
+        let url = format!("http://{}", reachable(control_address));
+        serve.releases.deployer_url = Some(url.parse().with_context(|| format!("{url} is not a URL"))?);
+    }
+    let application = Application::build(serve).await?;
+    let dashboard = application.local_addr();
+    let db = application.state().db.clone();
     let (token_id, token) = create_token(&db).await?;
     let (stop_dashboard, dashboard_stop) = tokio::sync::oneshot::channel::<()>();
     let mut dashboard_task = tokio::spawn(application.run_until_stopped(async move {

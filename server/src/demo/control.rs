@@ -1,5 +1,6 @@
 //! The demo's control API: list the fleet, set an instance's failure mode, stop and start
-//! instances and whole nodes. Loopback only by default; it has no authentication because it can
+//! instances and whole nodes, and deploy versions onto nodes for rolling releases (it is the
+//! demo dashboard's deployer, see `releases::deployer`). Loopback only by default; it has no authentication because it can
 //! do nothing a person at the demo's terminal couldn't (it only acts on the demo's own children).
 
 use std::{future::Future, sync::Arc};
@@ -13,7 +14,7 @@ use axum::{
 };
 
 use super::{
-    fleet::{Action, Fleet, MemberStatus},
+    fleet::{Action, Fleet, MemberStatus, ProcessState},
     mode::ModeBody,
 };
 use crate::http::error::{ApiError, ApiPath};
@@ -30,6 +31,7 @@ pub fn router(fleet: SharedFleet) -> Router {
         .route("/instances/{id}/kill", post(kill_instance))
         .route("/nodes/{node}/stop", post(stop_node))
         .route("/nodes/{node}/start", post(start_node))
+        .route("/deployments/{service}/{version}/{node}", get(deployment).put(deploy).delete(undeploy))
         .fallback(not_found)
         .with_state(fleet)
 }
@@ -98,6 +100,61 @@ async fn start_node(
     Ok(Json(fleet.act_on_node(&node, Action::Start).await?))
 }
 
+/// A deployment as the deployer protocol answers it (see `releases::deployer`).
+#[derive(Debug, serde::Serialize)]
+struct Deployment {
+    id: Option<String>,
+    address: Option<String>,
+    running: bool,
+    detail: Option<String>,
+}
+
+impl From<Option<MemberStatus>> for Deployment {
+    fn from(status: Option<MemberStatus>) -> Self {
+        match status {
+            Some(m) => Self {
+                running: m.state == ProcessState::Running,
+                detail: m.detail,
+                id: Some(m.spec.id),
+                address: Some(m.spec.address.to_string()),
+            },
+            None => Self { id: None, address: None, running: false, detail: Some("not deployed".into()) },
+        }
+    }
+}
+
+/// `PUT /deployments/{service}/{version}/{node}`: the deployer's start (rolling releases).
+async fn deploy(
+    State(fleet): State<SharedFleet>,
+    ApiPath((service, version, node)): ApiPath<(String, String, String)>,
+) -> Result<Json<Deployment>, ApiError> {
+    let status = fleet.deploy(&service, &version, &node).await?;
+    if status.state != ProcessState::Running {
+        return Err(ApiError::Unavailable(format!(
+            "{} did not start: {}",
+            status.spec.id,
+            status.detail.unwrap_or_default()
+        )));
+    }
+    Ok(Json(Some(status).into()))
+}
+
+/// `DELETE /deployments/{service}/{version}/{node}`: the deployer's graceful stop.
+async fn undeploy(
+    State(fleet): State<SharedFleet>,
+    ApiPath((service, version, node)): ApiPath<(String, String, String)>,
+) -> Json<Deployment> {
+    Json(fleet.undeploy(&service, &version, &node).await.into())
+}
+
+/// `GET /deployments/{service}/{version}/{node}`: whether it runs, and how it ended if not.
+async fn deployment(
+    State(fleet): State<SharedFleet>,
+    ApiPath((service, version, node)): ApiPath<(String, String, String)>,
+) -> Json<Deployment> {
+    Json(fleet.deployment(&service, &version, &node).await.into())
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound(
         "no such control route; GET / shows the fleet and the commands, GET /fleet lists it as JSON".into(),
@@ -148,6 +205,8 @@ curl -s -X POST $CONTROL/instances/ID/start | stop | kill
 curl -s -X POST $CONTROL/nodes/NODE/stop                           # SIGKILL every process on the node
 curl -s -X POST $CONTROL/nodes/NODE/start
 curl -s $CONTROL/fleet                                             # this table as JSON
+curl -s -X PUT    $CONTROL/deployments/web/v3/east-1                # start web v3 on east-1 (what rolling releases do)
+curl -s -X DELETE $CONTROL/deployments/web/v1/east-1                # stop web v1 there (SIGTERM)
 </pre>
 </body></html>"#
     ))

@@ -96,6 +96,8 @@ pub struct Fleet {
     http: reqwest::Client,
     /// Which service each service calls, for the callees this fleet runs.
     callees: std::collections::HashMap<String, String>,
+    /// Where deployed versions go (rolling releases add members through [`Fleet::deploy`]).
+    plan: FleetPlan,
 }
 
 impl Fleet {
@@ -103,6 +105,7 @@ impl Fleet {
         let callees = plan.callees();
         let members = plan
             .instances
+            .clone()
             .into_iter()
             .map(|spec| Member {
                 spec,
@@ -110,7 +113,37 @@ impl Fleet {
             })
             .collect();
         let http = reqwest::Client::builder().timeout(SERVICE_CALL_TIMEOUT).build().context("an HTTP client")?;
-        Ok(Self { launch, members: Mutex::new(members), http, callees })
+        Ok(Self { launch, members: Mutex::new(members), http, callees, plan })
+    }
+
+    /// Starts `version` of `service` on `node` for a deployer (a rolling release), adding it
+    /// to the fleet if the plan didn't have it; already running is fine.
+    pub async fn deploy(&self, service: &str, version: &str, node: &str) -> Result<MemberStatus, ApiError> {
+        let spec = self.plan.placement(service, version, node).map_err(ApiError::Unprocessable)?;
+        {
+            let mut members = self.members.lock().await;
+            if !members.iter().any(|m| m.spec.id == spec.id) {
+                tracing::info!(instance = %spec.id, address = %spec.address, "deploying a new demo instance");
+                members.push(Member {
+                    spec: spec.clone(),
+                    process: Process::Ended { state: ProcessState::Stopped, detail: "not started yet".into() },
+                });
+            }
+        }
+        self.act_on_instance(&spec.id, Action::Start).await
+    }
+
+    /// Stops `version` of `service` on `node` gracefully for a deployer; `None` when the fleet
+    /// has no such instance (nothing to stop).
+    pub async fn undeploy(&self, service: &str, version: &str, node: &str) -> Option<MemberStatus> {
+        let id = format!("{service}-{version}@{node}");
+        self.act_on_instance(&id, Action::Terminate).await.ok()
+    }
+
+    /// The instance of `version` of `service` on `node`, if the fleet has one.
+    pub async fn deployment(&self, service: &str, version: &str, node: &str) -> Option<MemberStatus> {
+        let id = format!("{service}-{version}@{node}");
+        self.act_on_instance(&id, Action::Look).await.ok()
     }
 
     fn spawn(&self, spec: &InstanceSpec) -> anyhow::Result<Child> {

@@ -55,6 +55,8 @@ pub struct InstanceSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetPlan {
     pub instances: Vec<InstanceSpec>,
+    /// The first service port (see [`FleetPlan::new`]).
+    pub port_base: u16,
 }
 
 impl FleetPlan {
@@ -121,7 +123,40 @@ impl FleetPlan {
                 address,
             }));
         }
-        Self { instances }
+        Self { instances, port_base }
+    }
+
+    /// Where a deployer puts `version` of `service` on `node` (a rolling release): the node's
+    /// address and the port fixed for that service and version. The demo deploys versions
+    /// `v1`–`v9` of its own services (each port is base + 10·service + version − 1).
+    pub fn placement(&self, service: &str, version: &str, node: &str) -> Result<InstanceSpec, String> {
+        let service_index = SERVICES
+            .iter()
+            .position(|s| *s == service)
+            .ok_or_else(|| format!("the demo runs no service {service:?}; it deploys {}", SERVICES.join(", ")))?;
+        let version_index = version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<u16>().ok())
+            .filter(|n| (1..=9).contains(n))
+            .map(|n| n - 1)
+            .ok_or_else(|| format!("the demo deploys versions v1–v9, not {version:?}"))?;
+        let on_node = self.instances.iter().find(|i| i.node == node).ok_or_else(|| {
+            let mut nodes: Vec<&str> = self.instances.iter().map(|i| i.node.as_str()).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            format!("the demo has no node {node:?}; its nodes are {}", nodes.join(", "))
+        })?;
+        // Both indexes are small and the base is at most 65000, so this stays within u16.
+        let port = self.port_base + 10 * u16::try_from(service_index).unwrap_or(0) + version_index;
+        Ok(InstanceSpec {
+            kind: MemberKind::Service,
+            id: format!("{service}-{version}@{node}"),
+            service: service.to_owned(),
+            version: version.to_owned(),
+            cluster: on_node.cluster.clone(),
+            node: node.to_owned(),
+            address: SocketAddr::new(on_node.address.ip(), port),
+        })
     }
 }
 
@@ -176,5 +211,23 @@ mod tests {
         let plan = FleetPlan::new(FleetSize::Small, 40000);
         let ids: Vec<_> = plan.instances.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["web-v1@east-1", "web-v1@east-2", "web-v2@east-3"]);
+    }
+
+    #[test]
+    fn a_deployed_version_gets_the_nodes_address_and_its_fixed_port_or_a_reason_why_not() {
+        let plan = FleetPlan::new(FleetSize::Small, 40000);
+        let v2 = plan.placement("web", "v2", "east-1").expect("web v2 fits on east-1");
+        assert_eq!((v2.id.as_str(), v2.address), ("web-v2@east-1", "127.0.1.1:40001".parse().expect("address")));
+        assert_eq!(plan.placement("web", "v2", "east-3").expect("known").address, plan.instances[2].address);
+        assert_eq!(plan.placement("web", "v9", "east-2").expect("v9").address.port(), 40008);
+        for (service, version, node, why) in [
+            ("shop", "v2", "east-1", "no service"),
+            ("web", "v10", "east-1", "v1–v9"),
+            ("web", "2", "east-1", "v1–v9"),
+            ("web", "v2", "west-1", "no node \"west-1\"; its nodes are east-1, east-2, east-3"),
+        ] {
+            let refusal = plan.placement(service, version, node).expect_err("refused");
+            assert!(refusal.contains(why), "{refusal}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! action itself runs it inside its transaction, the confirmation preview shows it.
 
 use app::model::{
-    releases::{ReleaseAction, ReleaseState},
+    releases::{ReleaseAction, ReleaseState, RollingStepState, Strategy},
     traffic::VersionWeight,
 };
 use chrono::{DateTime, Utc};
@@ -129,7 +129,18 @@ pub fn plan(stored: &StoredRelease, action: &ReleaseAction, facts: &Facts) -> Re
         }
         (ReleaseAction::Resume, To::State(state)) => {
             after.release.state = state;
-            after.release.step_ends_at = Some(facts.now + chrono::Duration::seconds(hold_of(release.step_index)));
+            match &mut after.release.rolling {
+                // The instance being started gets its whole ready time again.
+                Some(progress) => {
+                    for step in progress.steps.iter_mut().filter(|s| s.state == RollingStepState::Starting) {
+                        step.started_at = Some(facts.now);
+                    }
+                }
+                None => {
+                    after.release.step_ends_at =
+                        Some(facts.now + chrono::Duration::seconds(hold_of(release.step_index)));
+                }
+            }
             format!("resumed at {} % of {target}", release.current_percent)
         }
         (ReleaseAction::Promote, To::State(state)) => {
@@ -158,7 +169,14 @@ pub fn plan(stored: &StoredRelease, action: &ReleaseAction, facts: &Facts) -> Re
                 ));
             }
             if healthy_of(facts.instances, stable) == 0 {
-                return Err(format!("rollback: {stable} has no healthy instance left to take the traffic back"));
+                let redeploy = if release.strategy == Strategy::Rolling {
+                    format!("; start a rolling release of {stable} to deploy it again")
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "rollback: {stable} has no healthy instance left to take the traffic back{redeploy}"
+                ));
             }
             weights = Some(split(target, stable, 0));
             finish(&mut after, state, 0, stable, format!("rolled back to {stable}"));

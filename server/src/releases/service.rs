@@ -19,6 +19,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 
+pub use super::deployer::Deployer;
 use super::{
     error::ReleaseError,
     keys::{self, KeyState},
@@ -35,11 +36,16 @@ use crate::{
     traffic,
 };
 
-/// Replaces instances one at a time for rolling releases (the demo supervisor, later an
-/// orchestrator). None is configured yet, so rolling releases are refused with a clear reason.
-#[async_trait::async_trait]
-pub trait Deployer: Send + Sync {
-    fn name(&self) -> &'static str;
+/// A decided change of a release, ready to be recorded by [`Releases::carry_out`].
+pub(super) struct Transition {
+    /// The action's name in history, audit and events (`pause`, `rolling_replaced`, …).
+    pub action: &'static str,
+    /// The action as the audit row shows it.
+    pub detail: serde_json::Value,
+    pub plan: Plan,
+    pub reason: Option<String>,
+    /// Overrides the plan's status reason (an automatic rollback says why).
+    pub status_reason: Option<String>,
 }
 
 /// Who acts, and from where (for the audit log).
@@ -53,6 +59,11 @@ impl Who {
     /// The analysis worker.
     pub fn system() -> Self {
         Self { actor: Actor::system("release-analysis"), context: RequestContext::default() }
+    }
+
+    /// The rolling controller (it starts and stops instances through the deployer).
+    pub fn rolling() -> Self {
+        Self { actor: Actor::system("release-rolling"), context: RequestContext::default() }
     }
 
     /// `user alice`, `token ci`, `system release-analysis`: in history rows and `updated_by`.
@@ -106,6 +117,8 @@ pub(super) fn fingerprint(route: &str, body: &impl Serialize) -> Vec<u8> {
 pub struct Releases {
     pub db: PgPool,
     pub influx: InfluxClient,
+    /// Starts and stops instances for rolling releases (`--deployer-url`); without one they
+    /// are refused.
     pub deployer: Option<Arc<dyn Deployer>>,
 }
 
@@ -115,7 +128,7 @@ impl Releases {
     }
 
     pub fn from_state(state: &crate::state::AppState) -> Self {
-        Self::new(state.db.clone(), state.influx.clone())
+        Self { deployer: state.deployer.clone(), ..Self::new(state.db.clone(), state.influx.clone()) }
     }
 
     /// A 409 answer showing the present: the policy and the release in question (or the one in
@@ -268,13 +281,31 @@ impl Releases {
         reason: Option<String>,
         status_reason: Option<String>,
     ) -> Result<Release, ReleaseError> {
-        let id = stored.release.id;
-        let service = stored.release.service.clone();
         let (planned, _) = Self::decide(tx, &stored, action, smoke).await?;
         let plan = match planned {
             Ok(plan) => plan,
-            Err(refusal) => return Err(Self::conflict(tx, refusal, &service, Some(id)).await?),
+            Err(refusal) => {
+                return Err(Self::conflict(tx, refusal, &stored.release.service, Some(stored.release.id)).await?);
+            }
         };
+        let transition = Transition { action: action.name(), detail: json!(action), plan, reason, status_reason };
+        self.carry_out(tx, who, stored, policy, transition).await
+    }
+
+    /// Records a decided transition inside `tx`: the traffic change (if any), the release row,
+    /// its history row, ONE audit row and the events. Actions and the rolling controller's
+    /// steps both end here.
+    pub(super) async fn carry_out(
+        &self,
+        tx: &mut PgConnection,
+        who: &Who,
+        stored: StoredRelease,
+        policy: TrafficPolicy,
+        transition: Transition,
+    ) -> Result<Release, ReleaseError> {
+        let Transition { action, detail, plan, reason, status_reason } = transition;
+        let id = stored.release.id;
+        let service = stored.release.service.clone();
         let mut after = plan.after;
         let mut new_revision = policy.revision;
         if let Some(weights) = &plan.weights {
@@ -306,14 +337,14 @@ impl Releases {
         let weights_after = plan.weights.clone().unwrap_or_else(|| policy.weights.clone());
         let verdict_text =
             verdict.as_ref().map(|v| format!("; verdict {}: {}", transitions::name(v.outcome), v.summary));
-        let summary = format!("{}: {}{}", action.name(), plan.summary, verdict_text.unwrap_or_default());
+        let summary = format!("{action}: {}{}", plan.summary, verdict_text.unwrap_or_default());
         store::record_action(
             tx,
             id,
             &ReleaseHistoryEntry {
                 at: Utc::now(),
                 actor: who.label(),
-                action: action.name().to_owned(),
+                action: action.to_owned(),
                 from_state: stored.release.state,
                 to_state: release.state,
                 weights_before: policy.weights.clone(),
@@ -327,11 +358,11 @@ impl Releases {
             .target(format!("release {id} ({service})"))
             .change(
                 Some(json!({
-                    "action": action, "state": stored.release.state, "percent": stored.release.current_percent,
+                    "action": detail, "state": stored.release.state, "percent": stored.release.current_percent,
                     "revision": policy.revision, "weights": policy.weights,
                 })),
                 Some(json!({
-                    "action": action, "state": release.state, "percent": release.current_percent,
+                    "action": detail, "state": release.state, "percent": release.current_percent,
                     "revision": new_revision, "weights": weights_after, "verdict": verdict,
                 })),
             )

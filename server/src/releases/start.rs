@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{
     analysis,
     error::ReleaseError,
-    plan, schema,
+    plan, rolling, schema,
     service::{Releases, Who, check_steps, default_steps, fingerprint},
     smoke,
     store::{self, StoredRelease},
@@ -51,10 +51,20 @@ impl Releases {
         {
             return Err(ReleaseError::Invalid("schema.description: say what changes, in 1–500 characters".into()));
         }
-        if request.strategy == Strategy::Rolling && self.deployer.is_none() {
-            return Err(ReleaseError::Invalid(
-                "rolling needs a deployer; none configured — use canary or blue_green to move traffic between running versions".into(),
-            ));
+        let rolling_config = request.rolling.clone().unwrap_or_default();
+        if request.strategy == Strategy::Rolling {
+            if self.deployer.is_none() {
+                return Err(ReleaseError::Invalid(
+                    "rolling needs a deployer to start and stop instances, and none is configured (opsdeck serve --deployer-url); use canary or blue_green to move traffic between running versions".into(),
+                ));
+            }
+            if !(10..=3600).contains(&rolling_config.ready_timeout_seconds) {
+                return Err(ReleaseError::Invalid(format!(
+                    "rolling.ready_timeout_seconds {}: give 10–3600 seconds",
+                    rolling_config.ready_timeout_seconds
+                )));
+            }
+            app::model::topology::check_version(&request.target_version).map_err(ReleaseError::Invalid)?;
         }
 
         let mut tx = self.db.begin().await?;
@@ -103,7 +113,8 @@ impl Releases {
         if target == stable {
             return Err(ReleaseError::Invalid(format!("{target} is already the stable version of {service}")));
         }
-        if !facts.versions.contains(&target) {
+        // A rolling release deploys its version; the others move traffic to running ones.
+        if request.strategy != Strategy::Rolling && !facts.versions.contains(&target) {
             return Err(ReleaseError::Invalid(format!(
                 "{service} has no version {target:?} (known: {}); register an instance of it first",
                 facts.versions.join(", ")
@@ -127,6 +138,12 @@ impl Releases {
                 "{target} has no healthy instance of {service} to send {percent} % to; start one and wait for its health checks"
             )));
         }
+        let rolling = match request.strategy {
+            Strategy::Rolling => {
+                Some(rolling::progress(&instances, &stable, rolling_config).map_err(ReleaseError::Invalid)?)
+            }
+            _ => None,
+        };
         let canary = request.strategy == Strategy::Canary;
         let finished = state.is_terminal();
         let mut stored = StoredRelease {
@@ -147,6 +164,7 @@ impl Releases {
                 last_verdict: None,
                 smoke_checks: request.smoke_checks.clone(),
                 schema: request.schema.clone(),
+                rolling,
                 policy_revision: policy.revision,
                 allowed_actions: Vec::new(),
                 started_by: who.label(),
@@ -178,11 +196,18 @@ impl Releases {
             store::set_stable_version(&mut tx, facts.id, &target).await?;
         }
         let release = store::load(&mut *tx, id).await?.ok_or_else(|| anyhow::anyhow!("release {id} vanished"))?.release;
-        let summary = format!(
-            "{} release of {service} started: {target} {percent} %, {stable} {} %",
-            transitions::name(request.strategy),
-            100 - percent
-        );
+        let summary = match &release.rolling {
+            Some(rolling) => format!(
+                "rolling release of {service} started: {target} replaces {stable} on {} node(s) ({}), one at a time",
+                rolling.steps.len(),
+                rolling.steps.iter().map(|s| s.node.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            None => format!(
+                "{} release of {service} started: {target} {percent} %, {stable} {} %",
+                transitions::name(request.strategy),
+                100 - percent
+            ),
+        };
         store::record_action(
             &mut tx,
             id,

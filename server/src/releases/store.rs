@@ -3,8 +3,8 @@
 
 use app::model::{
     releases::{
-        AnalysisConfig, CanaryStep, Release, ReleaseHistoryEntry, ReleaseState, SchemaChange, SchemaPhase, SmokeCheck,
-        Strategy, Verdict,
+        AnalysisConfig, CanaryStep, Release, ReleaseHistoryEntry, ReleaseState, RollingProgress, SchemaChange,
+        SchemaPhase, SmokeCheck, Strategy, Verdict,
     },
     traffic::VersionWeight,
 };
@@ -49,7 +49,7 @@ pub async fn load_many(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<Store
                   r.steps, r.step_index, r.current_percent, r.max_jump, r.step_ends_at, r.held_since, r.analysis,
                   r.last_analysis_at, r.consecutive_breaches, r.last_verdict, r.smoke_checks, r.smoke_passed,
                   r.schema_phase, r.schema_description, r.policy_revision, r.started_by, r.started_at,
-                  r.updated_at, r.finished_at, r.finished_by, r.status_reason
+                  r.updated_at, r.finished_at, r.finished_by, r.status_reason, r.rolling
            FROM releases r JOIN services s ON s.id = r.service_id
            WHERE r.id = ANY($1)"#,
         ids
@@ -83,6 +83,7 @@ pub async fn load_many(db: impl PgExecutor<'_>, ids: &[i64]) -> Result<Vec<Store
             last_verdict: row.last_verdict.map(from_json::<Verdict>).transpose()?,
             smoke_checks: from_json::<Vec<SmokeCheck>>(row.smoke_checks)?,
             schema,
+            rolling: row.rolling.map(from_json::<RollingProgress>).transpose()?,
             policy_revision: row.policy_revision,
             allowed_actions: transitions::allowed(strategy, state).into_iter().map(str::to_owned).collect(),
             started_by: row.started_by,
@@ -149,7 +150,8 @@ pub async fn update(tx: &mut PgConnection, stored: &StoredRelease) -> Result<(),
     sqlx::query!(
         r#"UPDATE releases SET state = $2, step_index = $3, current_percent = $4, step_ends_at = $5, held_since = $6,
                   last_analysis_at = $7, consecutive_breaches = $8, last_verdict = $9, smoke_passed = $10,
-                  policy_revision = $11, updated_at = now(), finished_at = $12, finished_by = $13, status_reason = $14
+                  policy_revision = $11, updated_at = now(), finished_at = $12, finished_by = $13, status_reason = $14,
+                  rolling = $15
            WHERE id = $1"#,
         r.id,
         transitions::name(r.state),
@@ -165,6 +167,7 @@ pub async fn update(tx: &mut PgConnection, stored: &StoredRelease) -> Result<(),
         r.finished_at,
         stored.finished_by,
         r.status_reason,
+        r.rolling.as_ref().map(to_json).transpose()?,
     )
     .execute(&mut *tx)
     .await?;
@@ -178,8 +181,8 @@ pub async fn insert(tx: &mut PgConnection, stored: &StoredRelease) -> Result<i64
         r#"INSERT INTO releases (service_id, strategy, state, stable_version, target_version, steps, step_index,
                                  current_percent, max_jump, step_ends_at, analysis, last_analysis_at, smoke_checks,
                                  schema_phase, schema_description, policy_revision, started_by, finished_at,
-                                 finished_by, status_reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                                 finished_by, status_reason, rolling)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
            RETURNING id"#,
         stored.service_id,
         transitions::name(r.strategy),
@@ -201,6 +204,7 @@ pub async fn insert(tx: &mut PgConnection, stored: &StoredRelease) -> Result<i64
         r.finished_at,
         stored.finished_by,
         r.status_reason,
+        r.rolling.as_ref().map(to_json).transpose()?,
     )
     .fetch_one(&mut *tx)
     .await
@@ -328,12 +332,15 @@ pub struct InstanceFacts {
     pub port: i32,
     pub node: String,
     pub healthy: bool,
+    /// `unknown`, `healthy` or `unhealthy`, and why (the last check's error).
+    pub health: String,
+    pub health_reason: Option<String>,
     pub breaker_open: bool,
 }
 
 pub async fn instances(db: impl PgExecutor<'_>, service_id: i64) -> Result<Vec<InstanceFacts>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"SELECT i.id, v.label AS version, i.host, i.port, n.name AS node, i.health, i.breaker
+        r#"SELECT i.id, v.label AS version, i.host, i.port, n.name AS node, i.health, i.health_reason, i.breaker
            FROM instances i JOIN service_versions v ON v.id = i.version_id JOIN nodes n ON n.id = i.node_id
            WHERE i.service_id = $1 AND i.health <> 'expired' ORDER BY v.label, i.host, i.port"#,
         service_id
@@ -349,6 +356,8 @@ pub async fn instances(db: impl PgExecutor<'_>, service_id: i64) -> Result<Vec<I
             port: r.port,
             node: r.node,
             healthy: r.health == "healthy",
+            health: r.health,
+            health_reason: r.health_reason,
             breaker_open: r.breaker == "open",
         })
         .collect())
@@ -403,8 +412,15 @@ pub async fn analysed_ids(db: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Err
     .await
 }
 
+/// Rolling releases the controller moves on (paused ones wait for a person).
+pub async fn rolling_ids(db: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar!("SELECT id FROM releases WHERE strategy = 'rolling' AND state = 'progressing' ORDER BY id")
+        .fetch_all(db)
+        .await
+}
+
 /// Releases waiting for a person: paused, awaiting promotion, smoke failed, held for want of
-/// data for longer than one interval, or rolled back automatically within a day.
+/// data for longer than one interval, or rolled back automatically or failed within a day.
 pub async fn inbox_ids(db: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT id FROM releases
@@ -412,6 +428,7 @@ pub async fn inbox_ids(db: impl PgExecutor<'_>) -> Result<Vec<i64>, sqlx::Error>
               OR (state = 'progressing' AND held_since IS NOT NULL
                   AND held_since < now() - make_interval(secs => COALESCE((analysis->>'interval_seconds')::float8, 60)))
               OR (state = 'rolled_back' AND finished_by LIKE 'system %' AND finished_at > now() - interval '1 day')
+              OR (state = 'failed' AND finished_at > now() - interval '1 day')
            ORDER BY updated_at DESC LIMIT 200"#
     )
     .fetch_all(db)

@@ -121,6 +121,11 @@ impl Releases {
                         r.target_version,
                         r.status_reason.clone().unwrap_or_default()
                     ),
+                    ReleaseState::Failed => format!(
+                        "the rolling release of {} stopped: {} — roll back, or fix it and start again",
+                        r.target_version,
+                        r.status_reason.clone().unwrap_or_default()
+                    ),
                     _ => format!(
                         "the step at {} % is held: {}",
                         r.current_percent,
@@ -129,7 +134,7 @@ impl Releases {
                 };
                 let since = match r.state {
                     ReleaseState::Progressing => stored.held_since.unwrap_or(r.updated_at),
-                    ReleaseState::RolledBack => r.finished_at.unwrap_or(r.updated_at),
+                    ReleaseState::RolledBack | ReleaseState::Failed => r.finished_at.unwrap_or(r.updated_at),
                     _ => r.updated_at,
                 };
                 InboxItem { release_id: r.id, service: r.service, state: r.state, ask, since }

@@ -2,7 +2,8 @@
 //! its stable version, stores the verdict, holds a step that has too little data, advances a
 //! step whose hold is over with a passing verdict, and rolls a canary back by itself after
 //! `breaches_to_rollback` failing intervals in a row (as the system actor, with the verdict in
-//! the audit row and a `ReleaseChanged` event).
+//! the audit row and a `ReleaseChanged` event). Rolling releases move on in the same loop
+//! ([`super::rolling`]).
 //!
 //! One `serve` replica runs it at a time: like the health checker it holds a PostgreSQL
 //! advisory lock on its own connection, and the others stand by to take over.
@@ -34,6 +35,9 @@ pub async fn run(releases: Releases) {
         loop {
             if let Err(error) = tick(&releases).await {
                 tracing::warn!(error = %error, "a release controller round failed; trying again");
+            }
+            if let Err(error) = super::rolling::tick(&releases).await {
+                tracing::warn!(error = %error, "a rolling release round failed; trying again");
             }
             if keys_forgotten.elapsed() >= FORGET_KEYS_EVERY {
                 keys_forgotten = tokio::time::Instant::now();

@@ -31,19 +31,23 @@ async fn routed_by_version(influx: &url::Url, database: &str) -> Option<HashMap<
 }
 
 /// A running `opsdeck demo --fleet small` with its router, on free ports and its own databases.
-struct Demo {
-    process: Process,
-    db: sqlx::PgPool,
+pub(crate) struct Demo {
+    pub(crate) process: Process,
+    pub(crate) db: sqlx::PgPool,
     influx_url: url::Url,
     influx_database: String,
-    dashboard: String,
-    control: String,
+    pub(crate) dashboard: String,
+    pub(crate) control: String,
+    /// Where the demo's router takes client traffic (Host: web).
+    pub(crate) router: String,
     router_admin: String,
+    /// `--service-port-base`: web vN listens on base + N − 1 of its node's address.
+    pub(crate) port_base: u16,
 }
 
 impl Demo {
     /// Starts the demo and waits until web has the demo's initial policy; returns it too.
-    async fn start() -> (Self, app::model::traffic::TrafficPolicy) {
+    pub(crate) async fn start() -> (Self, app::model::traffic::TrafficPolicy) {
         let env = TestEnv::from_env();
         let database = env.fresh_database().await;
         let influx_database = format!("demo_router_{}", uuid::Uuid::new_v4().simple());
@@ -76,7 +80,9 @@ impl Demo {
             influx_database,
             dashboard: format!("http://127.0.0.1:{dashboard_port}"),
             control: format!("http://127.0.0.1:{control_port}"),
+            router: format!("http://127.0.0.1:{router_port}"),
             router_admin: format!("http://127.0.0.1:{admin_port}"),
+            port_base,
         };
         (demo, policy)
     }
@@ -85,8 +91,19 @@ impl Demo {
         routed_by_version(&self.influx_url, &self.influx_database).await
     }
 
+    /// A token that may read and operate (release actions).
+    pub(crate) async fn operator_token(&self) -> String {
+        let (actor, context) = (opsdeck::audit::Actor::system("test"), opsdeck::auth::RequestContext::default());
+        let request = NewToken {
+            name: "release engineer".into(),
+            scopes: vec![Scope::Read, Scope::Operate],
+            expires_in_days: None,
+        };
+        opsdeck::auth::tokens::create(&self.db, &request, &actor, &context).await.expect("a token").secret
+    }
+
     /// Stops the demo (SIGTERM) and checks that it exits cleanly.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.process.sigterm();
         let status = self.process.exit_status().await;
         assert!(status.success(), "exit {status:?}: {}", self.process.output());
@@ -138,10 +155,7 @@ async fn the_demo_load_reaches_v1_through_the_router_and_a_canary_policy_sends_p
 #[tokio::test]
 async fn a_canary_of_the_demos_faulty_v2_fails_analysis_and_rolls_back_by_itself() {
     let (demo, policy) = Demo::start().await;
-    let (actor, context) = (opsdeck::audit::Actor::system("test"), opsdeck::auth::RequestContext::default());
-    let request =
-        NewToken { name: "release engineer".into(), scopes: vec![Scope::Read, Scope::Operate], expires_in_days: None };
-    let token = opsdeck::auth::tokens::create(&demo.db, &request, &actor, &context).await.expect("a token").secret;
+    let token = demo.operator_token().await;
     let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("client");
     wait_until("the demo's load to reach web v1 through the router", PATIENCE, || async {
         (demo.routed().await?.get("v1").copied().unwrap_or(0) >= 30).then_some(())

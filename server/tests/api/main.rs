@@ -25,6 +25,7 @@ mod release_markers;
 mod releases;
 mod releases_bluegreen;
 mod releases_canary;
+mod releases_rolling;
 mod releases_schema;
 mod router;
 mod router_load;

@@ -65,7 +65,10 @@ async fn a_rolling_release_is_refused_clearly_when_no_deployer_is_configured() {
         desk.start("web", json!({"strategy": "rolling", "target_version": "v2", "expected_revision": revision})).await;
     assert_eq!(status, 422, "{refusal}");
     assert!(
-        refusal["detail"].as_str().expect("detail").starts_with("rolling needs a deployer; none configured"),
+        refusal["detail"]
+            .as_str()
+            .expect("detail")
+            .starts_with("rolling needs a deployer to start and stop instances, and none is configured"),
         "{refusal}"
     );
 }

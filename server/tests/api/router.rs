@@ -252,11 +252,16 @@ pub(crate) struct Tally {
 
 impl Load {
     pub(crate) fn start(stage: &Stage, host: &str, concurrency: usize) -> Self {
+        Self::through(&stage.http, &stage.router.url, host, concurrency)
+    }
+
+    /// `GET {router}/checkout` with this Host header from `concurrency` loops.
+    pub(crate) fn through(http: &reqwest::Client, router: &str, host: &str, concurrency: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..concurrency)
             .map(|_| {
                 let (stop, http, url, host) =
-                    (stop.clone(), stage.http.clone(), format!("{}/checkout", stage.router.url), host.to_owned());
+                    (stop.clone(), http.clone(), format!("{router}/checkout"), host.to_owned());
                 tokio::spawn(async move {
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
