@@ -9,7 +9,7 @@ use leptos::prelude::*;
 use crate::components::live::{STALE_AFTER_SECONDS, describe_age, use_clock};
 
 /// Every change event type the server sends (the SSE `event:` names).
-pub const CHANGE_EVENTS: [&str; 9] = [
+pub const CHANGE_EVENTS: [&str; 10] = [
     "instance_registered",
     "instance_deregistered",
     "instance_expired",
@@ -19,6 +19,7 @@ pub const CHANGE_EVENTS: [&str; 9] = [
     "topology_edited",
     "traffic_changed",
     "release_changed",
+    "verdict_recorded",
 ];
 
 /// Where the connection stands.

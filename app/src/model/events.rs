@@ -111,6 +111,14 @@ pub enum EventKind {
         actor: String,
         summary: String,
     },
+    /// A canary analysis interval ended with this verdict (no state change by itself; pages
+    /// showing the release refresh its numbers). Not a chart marker.
+    VerdictRecorded {
+        release_id: i64,
+        service: String,
+        outcome: crate::model::releases::VerdictOutcome,
+        summary: String,
+    },
 }
 
 impl EventKind {
@@ -126,6 +134,7 @@ impl EventKind {
             EventKind::TopologyEdited { .. } => "topology_edited",
             EventKind::TrafficChanged { .. } => "traffic_changed",
             EventKind::ReleaseChanged { .. } => "release_changed",
+            EventKind::VerdictRecorded { .. } => "verdict_recorded",
         }
     }
 
@@ -138,9 +147,10 @@ impl EventKind {
             | EventKind::InstanceRemoved { instance, .. }
             | EventKind::HealthChanged { instance, .. }
             | EventKind::BreakerChanged { instance, .. } => Some(instance),
-            EventKind::TopologyEdited { .. } | EventKind::TrafficChanged { .. } | EventKind::ReleaseChanged { .. } => {
-                None
-            }
+            EventKind::TopologyEdited { .. }
+            | EventKind::TrafficChanged { .. }
+            | EventKind::ReleaseChanged { .. }
+            | EventKind::VerdictRecorded { .. } => None,
         }
     }
 

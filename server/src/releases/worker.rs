@@ -5,12 +5,17 @@
 //! the audit row and a `ReleaseChanged` event). Rolling releases move on in the same loop
 //! ([`super::rolling`]).
 //!
+//! Each verdict is announced (`VerdictRecorded`), so release pages show its numbers at once.
+//!
 //! One `serve` replica runs it at a time: like the health checker it holds a PostgreSQL
 //! advisory lock on its own connection, and the others stand by to take over.
 
 use std::time::Duration;
 
-use app::model::releases::{ReleaseAction, ReleaseState, Verdict, VerdictOutcome};
+use app::model::{
+    events::EventKind,
+    releases::{ReleaseAction, ReleaseState, Verdict, VerdictOutcome},
+};
 use chrono::Utc;
 
 use super::{
@@ -116,6 +121,13 @@ impl Releases {
             }
         }
         store::update(&mut tx, &after).await?;
+        let recorded = EventKind::VerdictRecorded {
+            release_id: id,
+            service: after.release.service.clone(),
+            outcome: verdict.outcome,
+            summary: verdict.summary.clone(),
+        };
+        crate::events::publish(&mut tx, &recorded).await?;
         if verdict.outcome == VerdictOutcome::Fail && after.release.consecutive_breaches >= config.breaches_to_rollback
         {
             let why = format!(

@@ -134,6 +134,14 @@ async fn a_faulty_v2_started_as_a_canary_is_rolled_back_automatically_with_the_v
     .await
     .expect("events");
     assert_eq!(events, 1);
+    let failing_verdicts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE kind = 'verdict_recorded' AND (payload->>'release_id')::bigint = $1 AND payload->>'outcome' = 'fail'",
+    )
+    .bind(id)
+    .fetch_one(&desk.app.db)
+    .await
+    .expect("events");
+    assert!(failing_verdicts >= 2, "every failing interval is announced to the screens: {failing_verdicts}");
     drop(processes);
 }
 
