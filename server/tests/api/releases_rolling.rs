@@ -169,6 +169,18 @@ async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_can
         history.as_array().expect("history").iter().rev().filter_map(|h| h["action"].as_str()).collect();
     assert_eq!(actions, ["start", "rolling_started", "rolling_healthy", "rolling_replaced", "rolling_completed"]);
 
+    // The release page draws the nodes: mark and word, what serves there now.
+    let page = http
+        .get(format!("{}/releases/{second}", demo.dashboard))
+        .bearer_auth(&operator.token)
+        .send()
+        .await
+        .expect("the page answers");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"data-node="east-2" data-state="Replaced""#), "no replaced east-2 node in the page");
+    assert!(html.contains("Nodes: 1 of 1 replaced"), "no node count in the page");
+
     let Tally { ok, failures, versions } = load.finish().await;
     assert!(failures.is_empty(), "{} of {} requests failed during the rolls: {failures:?}", failures.len(), ok);
     assert!(ok >= 100 && versions.contains_key("v1") && versions.contains_key("v2"), "{ok} answered: {versions:?}");
