@@ -111,7 +111,7 @@ fn ActiveRelease(
     operator: bool,
 ) -> impl IntoView {
     let step = match &release.rolling {
-        Some(rolling) => format!("{} of {} node(s) replaced", rolling.replaced(), rolling.steps.len()),
+        Some(rolling) => rolling.count_text(),
         None => format!("step {} of {}", release.step_index + 1, release.steps.len().max(1)),
     };
     let head = view! {

@@ -26,6 +26,10 @@ impl Default for RollingConfig {
 pub struct RollingProgress {
     pub ready_timeout_seconds: u32,
     pub steps: Vec<RollingStep>,
+    /// A rollback in progress: the steps put the stable version back on the nodes the release
+    /// touched (start it, wait until healthy, stop the target there).
+    #[serde(default)]
+    pub rolling_back: bool,
 }
 
 impl RollingProgress {
@@ -36,6 +40,12 @@ impl RollingProgress {
 
     pub fn replaced(&self) -> usize {
         self.steps.iter().filter(|step| step.state == RollingStepState::Replaced).count()
+    }
+
+    /// "2 of 3 node(s) replaced" or, rolling back, "1 of 2 node(s) restored".
+    pub fn count_text(&self) -> String {
+        let done = if self.rolling_back { "restored" } else { "replaced" };
+        format!("{} of {} node(s) {done}", self.replaced(), self.steps.len())
     }
 }
 

@@ -70,7 +70,7 @@ fn ReleaseBody(detail: ReleaseDetail) -> impl IntoView {
         </div>
     };
     let rolling = r.rolling.clone().map(|progress| {
-        let title = format!("Nodes: {} of {} replaced", progress.replaced(), progress.steps.len());
+        let title = format!("Nodes: {}", progress.count_text());
         view! { <div class="panel"><h2>{title}</h2><RollingNodes progress /></div> }
     });
     view! {

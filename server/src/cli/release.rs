@@ -267,12 +267,8 @@ pub fn detail_text(detail: &ReleaseDetail) -> String {
         lines.push(format!("steps: {}", steps.join(" → ")));
     }
     if let Some(rolling) = &detail.release.rolling {
-        lines.push(format!(
-            "rolling: {} of {} node(s) replaced (ready time {} s each)",
-            rolling.replaced(),
-            rolling.steps.len(),
-            rolling.ready_timeout_seconds
-        ));
+        let back = if rolling.rolling_back { "rolling back: " } else { "rolling: " };
+        lines.push(format!("{back}{} (ready time {} s each)", rolling.count_text(), rolling.ready_timeout_seconds));
         lines.extend(rolling.steps.iter().map(|step| format!("  {}", step.text())));
     }
     lines.push(format!("verdicts ({}):", detail.verdicts.len()));

@@ -2,7 +2,7 @@
 //! action itself runs it inside its transaction, the confirmation preview shows it.
 
 use app::model::{
-    releases::{ReleaseAction, ReleaseState, RollingStepState, Strategy},
+    releases::{ReleaseAction, ReleaseState, RollingProgress, RollingStep, RollingStepState, Strategy},
     traffic::VersionWeight,
 };
 use chrono::{DateTime, Utc};
@@ -23,6 +23,9 @@ pub struct Facts<'a> {
     pub contract_refusal: Option<String>,
     /// The smoke run (for `run_smoke_checks`, once run).
     pub smoke: Option<&'a SmokeReport>,
+    /// The service's release in progress, if any (a completed release rolling back becomes
+    /// active again, so it must be the only one).
+    pub active_release: Option<i64>,
 }
 
 /// The outcome of an action.
@@ -49,6 +52,38 @@ pub fn split(target: &str, stable: &str, percent: u8) -> Vec<VersionWeight> {
 
 fn healthy_of(instances: &[InstanceFacts], version: &str) -> usize {
     instances.iter().filter(|i| i.version == version && i.healthy).count()
+}
+
+/// The steps that undo a roll: every node it touched (in reverse order), or, when a rollback
+/// itself stopped, the nodes it hadn't restored yet. Each puts the stable version back there
+/// and then stops the target.
+fn undo_steps(progress: &RollingProgress) -> Vec<RollingStep> {
+    let undo = |step: &RollingStep| match progress.rolling_back {
+        true => step.state != RollingStepState::Replaced,
+        false => step.state != RollingStepState::Waiting,
+    };
+    let mut steps: Vec<RollingStep> = progress
+        .steps
+        .iter()
+        .filter(|step| undo(step))
+        .map(|step| RollingStep {
+            node: step.node.clone(),
+            replaces: if progress.rolling_back {
+                step.replaces.clone()
+            } else {
+                step.instance.iter().cloned().collect()
+            },
+            state: RollingStepState::Waiting,
+            started_at: None,
+            finished_at: None,
+            instance: None,
+            detail: None,
+        })
+        .collect();
+    if !progress.rolling_back {
+        steps.reverse();
+    }
+    steps
 }
 
 /// Decides `action` on `stored`, or says why it can't run now.
@@ -182,6 +217,63 @@ pub fn plan(stored: &StoredRelease, action: &ReleaseAction, facts: &Facts) -> Re
             finish(&mut after, state, 0, stable, format!("rolled back to {stable}"));
             format!("rolled back: {target} {} % → 0 %, all traffic back on {stable}", release.current_percent)
         }
+        (ReleaseAction::Rollback, To::RollingBack) => {
+            if let Some(refusal) = &facts.contract_refusal {
+                return Err(refusal.clone());
+            }
+            if release.state == ReleaseState::Completed && facts.service_stable != Some(target) {
+                return Err(format!(
+                    "rollback: {target} is no longer the stable version of {} ({} is); start a rolling release instead",
+                    release.service,
+                    facts.service_stable.unwrap_or("none known")
+                ));
+            }
+            if let Some(other) = facts.active_release.filter(|other| *other != release.id) {
+                return Err(format!(
+                    "rollback: release #{other} of {} is in progress; finish or abort it first",
+                    release.service
+                ));
+            }
+            let Some(progress) = &release.rolling else {
+                return Err("rollback: this rolling release has no progress recorded".to_owned());
+            };
+            if progress.rolling_back && release.state == ReleaseState::Progressing {
+                return Err(format!("rollback: {} is already rolling back; wait for it, or pause it", release.service));
+            }
+            let steps = undo_steps(progress);
+            let stable_serves = healthy_of(facts.instances, stable) > 0;
+            if steps.is_empty() {
+                if !stable_serves {
+                    return Err(format!("rollback: {stable} has no healthy instance left to take the traffic back"));
+                }
+                weights = Some(split(target, stable, 0));
+                finish(&mut after, ReleaseState::RolledBack, 0, stable, format!("rolled back to {stable}"));
+                format!("rolled back before any node was replaced: all traffic back on {stable}")
+            } else {
+                let nodes: Vec<&str> = steps.iter().map(|s| s.node.as_str()).collect();
+                let nodes = nodes.join(", ");
+                if stable_serves {
+                    weights = Some(split(target, stable, 0));
+                    after.release.current_percent = 0;
+                }
+                after.release.state = ReleaseState::Progressing;
+                after.release.finished_at = None;
+                after.finished_by = None;
+                after.release.status_reason =
+                    Some(format!("rolling back: {stable} goes back onto {nodes}, one node at a time"));
+                after.release.rolling = Some(RollingProgress {
+                    ready_timeout_seconds: progress.ready_timeout_seconds,
+                    steps,
+                    rolling_back: true,
+                });
+                let traffic = if stable_serves {
+                    format!("all traffic on {stable} now")
+                } else {
+                    format!("traffic stays until {stable} is healthy again")
+                };
+                format!("rolling back: {traffic}; {stable} goes back onto {nodes} node by node")
+            }
+        }
         (ReleaseAction::RunSmokeChecks, To::BySmokeOutcome) => {
             let green = healthy_of(facts.instances, target);
             if green == 0 {
@@ -232,4 +324,52 @@ pub fn plan(stored: &StoredRelease, action: &ReleaseAction, facts: &Facts) -> Re
     after.release.allowed_actions =
         transitions::allowed(release.strategy, after.release.state).into_iter().map(str::to_owned).collect();
     Ok(Plan { after, weights, new_stable, summary })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(node: &str, state: RollingStepState, instance: Option<&str>) -> RollingStep {
+        RollingStep {
+            node: node.into(),
+            replaces: vec![format!("{node}:old")],
+            state,
+            started_at: None,
+            finished_at: None,
+            instance: instance.map(str::to_owned),
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn undoing_a_roll_revisits_the_touched_nodes_last_first_and_a_stopped_rollback_resumes_where_it_stopped() {
+        use RollingStepState::*;
+        let forward = RollingProgress {
+            ready_timeout_seconds: 60,
+            steps: vec![
+                step("east-1", Replaced, Some("east-1:new")),
+                step("east-2", Failed, None),
+                step("east-3", Waiting, None),
+            ],
+            rolling_back: false,
+        };
+        let undo = undo_steps(&forward);
+        let nodes: Vec<_> = undo.iter().map(|s| (s.node.as_str(), s.replaces.clone(), s.state)).collect();
+        assert_eq!(nodes, [("east-2", vec![], Waiting), ("east-1", vec!["east-1:new".to_owned()], Waiting)]);
+
+        let stopped_rollback = RollingProgress {
+            rolling_back: true,
+            steps: vec![step("east-2", Replaced, None), step("east-1", Failed, None), step("east-0", Waiting, None)],
+            ..forward
+        };
+        let again: Vec<_> = undo_steps(&stopped_rollback).into_iter().map(|s| (s.node, s.replaces)).collect();
+        assert_eq!(
+            again,
+            [
+                ("east-1".to_owned(), vec!["east-1:old".to_owned()]),
+                ("east-0".to_owned(), vec!["east-0:old".to_owned()])
+            ]
+        );
+    }
 }

@@ -48,7 +48,7 @@ pub fn progress(instances: &[InstanceFacts], stable: &str, config: RollingConfig
             "{stable} has no running instance to replace; a rolling release replaces running instances"
         ));
     }
-    Ok(RollingProgress { ready_timeout_seconds: config.ready_timeout_seconds, steps })
+    Ok(RollingProgress { ready_timeout_seconds: config.ready_timeout_seconds, steps, rolling_back: false })
 }
 
 /// The target's share by healthy instances, counting the stable ones on `leaving` as gone.
@@ -76,15 +76,29 @@ enum Found {
     Failed(String),
 }
 
-/// A plan for `found` at step `index` (ignored for `AllReplaced`).
+/// A plan for `found` at step `index` (ignored for `AllReplaced`). Rolling forward the steps
+/// put the target on each node; rolling back they put the stable version back.
 fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[InstanceFacts], now: DateTime<Utc>) -> Plan {
     let release = &stored.release;
     let (target, stable) = (release.target_version.as_str(), release.stable_version.as_str());
     let mut after = stored.clone();
-    let progress =
-        after.release.rolling.get_or_insert_with(|| RollingProgress { ready_timeout_seconds: 0, steps: vec![] });
-    let total = progress.steps.len();
+    let progress = after.release.rolling.get_or_insert_with(|| RollingProgress {
+        ready_timeout_seconds: 0,
+        steps: vec![],
+        rolling_back: false,
+    });
+    let back = progress.rolling_back;
+    // The version each step starts, and the one it stops.
+    let (new, old) = if back { (stable, target) } else { (target, stable) };
+    let (total, label) = (progress.steps.len(), if back { "rollback step" } else { "step" });
     let node = progress.steps.get(index).map(|s| s.node.clone()).unwrap_or_default();
+    // The target's share after this step: by healthy instances rolling forward; rolling back,
+    // none as soon as the stable version serves anywhere.
+    let target_percent = |leaving: &str| match back {
+        false => share(instances, target, stable, leaving),
+        true if instances.iter().any(|i| i.healthy && i.version == stable) => 0,
+        true => release.current_percent,
+    };
     let mut weights = None;
     let mut new_stable = None;
     let summary = match found {
@@ -93,7 +107,7 @@ fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[Insta
             step.state = RollingStepState::Starting;
             step.started_at = Some(now);
             format!(
-                "step {} of {total}: started {target} on {node}; waiting up to {} s for it to be healthy",
+                "{label} {} of {total}: started {new} on {node}; waiting up to {} s for it to be healthy",
                 index + 1,
                 progress.ready_timeout_seconds
             )
@@ -102,11 +116,11 @@ fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[Insta
             let step = &mut progress.steps[index];
             step.state = RollingStepState::Draining;
             step.instance = Some(address.clone());
-            let percent = share(instances, target, stable, &node);
+            let percent = target_percent(&node);
             after.release.current_percent = percent;
             weights = Some(split(target, stable, percent));
             format!(
-                "step {} of {total}: {target} on {node} ({address}) is healthy; by instance share {target} {percent} %, {stable} {} %; stopping {stable} there",
+                "{label} {} of {total}: {new} on {node} ({address}) is healthy; {target} {percent} %, {stable} {} %; stopping {old} there",
                 index + 1,
                 100 - percent
             )
@@ -115,10 +129,20 @@ fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[Insta
             let step = &mut progress.steps[index];
             step.state = RollingStepState::Replaced;
             step.finished_at = Some(now);
-            let percent = share(instances, target, stable, &node);
+            let percent = target_percent(&node);
             after.release.current_percent = percent;
             weights = Some(split(target, stable, percent));
-            format!("step {} of {total}: {stable} on {node} stopped; {target} {percent} %", index + 1)
+            format!("{label} {} of {total}: {old} on {node} stopped; {target} {percent} %", index + 1)
+        }
+        Found::AllReplaced if back => {
+            let nodes: Vec<&str> = progress.steps.iter().map(|s| s.node.as_str()).collect();
+            after.release.state = ReleaseState::RolledBack;
+            after.release.current_percent = 0;
+            after.release.finished_at = Some(now);
+            after.release.status_reason = Some(format!("rolled back: {stable} runs again on {}", nodes.join(", ")));
+            weights = Some(split(target, stable, 0));
+            new_stable = Some(stable.to_owned());
+            format!("rolled back: {stable} back on {total} node(s), 100 %")
         }
         Found::AllReplaced => {
             after.release.state = ReleaseState::Completed;
@@ -134,7 +158,7 @@ fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[Insta
             step.state = RollingStepState::Failed;
             step.finished_at = Some(now);
             step.detail = Some(why.clone());
-            let replaced: Vec<&str> = progress
+            let done: Vec<&str> = progress
                 .steps
                 .iter()
                 .filter(|s| s.state == RollingStepState::Replaced)
@@ -143,10 +167,12 @@ fn decide(stored: &StoredRelease, index: usize, found: Found, instances: &[Insta
             let still: Vec<&str> =
                 progress.steps[index..].iter().flat_map(|s| s.replaces.iter().map(String::as_str)).collect();
             let report = format!(
-                "stopped at step {} of {total} ({node}): {why}. Replaced so far: {}. {stable} still runs on {}; traffic left as it was ({target} {} %)",
+                "{} at {label} {} of {total} ({node}): {why}. {} so far: {}. {old} still runs on {}; traffic left as it was ({target} {} %)",
+                if back { "the rollback stopped" } else { "stopped" },
                 index + 1,
-                if replaced.is_empty() { "none".to_owned() } else { replaced.join(", ") },
-                still.join(", "),
+                if back { "Restored" } else { "Replaced" },
+                if done.is_empty() { "none".to_owned() } else { done.join(", ") },
+                if still.is_empty() { "no address recorded".to_owned() } else { still.join(", ") },
                 release.current_percent
             );
             after.release.state = ReleaseState::Failed;
@@ -202,7 +228,11 @@ impl Releases {
             version: version.to_owned(),
             node: step.node.clone(),
         };
-        let (new, old) = (placement(&release.target_version), placement(&release.stable_version));
+        // Rolling back, the steps start the stable version and stop the target.
+        let (new, old) = match progress.rolling_back {
+            false => (placement(&release.target_version), placement(&release.stable_version)),
+            true => (placement(&release.stable_version), placement(&release.target_version)),
+        };
         let found = match step.state {
             RollingStepState::Waiting => match deployer.start(&new).await {
                 Ok(()) => Found::Started,

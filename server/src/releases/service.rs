@@ -256,12 +256,14 @@ impl Releases {
             }
             _ => None,
         };
+        let active_release = store::active_of(&mut *tx, stored.service_id).await?;
         let facts = Facts {
             now: Utc::now(),
             instances: &instances,
             service_stable: service_stable.as_deref(),
             contract_refusal,
             smoke,
+            active_release,
         };
         let planned = plan::plan(stored, action, &facts);
         Ok((planned, instances))

@@ -19,6 +19,9 @@ pub enum To {
     },
     /// `next_step`: the next step (`Progressing`), or `AwaitingPromotion` after the last one.
     ByStep,
+    /// Rolling `rollback`: `RolledBack` at once when nothing was replaced yet, else
+    /// `Progressing` while the stable version is put back node by node (then `RolledBack`).
+    RollingBack,
 }
 
 /// One allowed transition.
@@ -75,12 +78,12 @@ pub const RULES: &[Rule] = &[
     // Rolling (instances replaced by a deployer; `failed`/`completed` are set by it).
     rule(Rolling, Progressing, "pause", to(Paused)),
     rule(Rolling, Progressing, "abort", to(Aborted)),
-    rule(Rolling, Progressing, "rollback", to(RolledBack)),
+    rule(Rolling, Progressing, "rollback", To::RollingBack),
     rule(Rolling, Paused, "resume", to(Progressing)),
     rule(Rolling, Paused, "abort", to(Aborted)),
-    rule(Rolling, Paused, "rollback", to(RolledBack)),
-    rule(Rolling, Failed, "rollback", to(RolledBack)),
-    rule(Rolling, Completed, "rollback", to(RolledBack)),
+    rule(Rolling, Paused, "rollback", To::RollingBack),
+    rule(Rolling, Failed, "rollback", To::RollingBack),
+    rule(Rolling, Completed, "rollback", To::RollingBack),
     // A rollback release completes when it starts; it can't be rolled back in turn (start a
     // release of the version instead).
 ];
@@ -189,9 +192,10 @@ mod tests {
         let refusal = next(Canary, Aborted, "resume").expect_err("an aborted release has ended");
         assert!(refusal.contains("nothing can be done"), "{refusal}");
         for strategy in [Canary, BlueGreen, Rolling] {
-            for state in [Progressing, Paused, AwaitingPromotion, Ready, SmokeFailed, Switched] {
+            for state in [Progressing, Paused, AwaitingPromotion, Ready, SmokeFailed, Switched, Completed, Failed] {
                 if !allowed(strategy, state).is_empty() {
-                    assert_eq!(next(strategy, state, "rollback"), Ok(To::State(RolledBack)), "{strategy:?}/{state:?}");
+                    let expected = if strategy == Rolling { To::RollingBack } else { To::State(RolledBack) };
+                    assert_eq!(next(strategy, state, "rollback"), Ok(expected), "{strategy:?}/{state:?}");
                 }
             }
         }

@@ -2,8 +2,9 @@
 //! dashboard's deployer, so a rolling release of web v2 starts `opsdeck demo-service` processes
 //! node by node, waits for opsdeck's health checks, shares traffic by healthy instance count,
 //! stops each old instance, stops at the first new instance that can't become healthy (its port
-//! is taken) with a report, and completes once it can — while a steady GET load through the
-//! demo's router sees no failed request.
+//! is taken) with a report, rolls back by putting v1 back node by node, completes once it can,
+//! and rolls back from completed too — while a steady GET load through the demo's router sees
+//! no failed request.
 
 use serde_json::{Value, json};
 use testkit::wait_until;
@@ -64,6 +65,16 @@ impl Operator {
         .await
     }
 
+    /// Rolls release `id` back; returns the release right after.
+    async fn rollback(&self, id: i64) -> Value {
+        let revision = self.get("/services/web/traffic").await["revision"].clone();
+        let (status, release) = self
+            .post(&format!("/releases/{id}/actions"), &json!({"action": "rollback", "expected_revision": revision}))
+            .await;
+        assert_eq!(status, 200, "{release}");
+        release
+    }
+
     async fn weights(&self) -> Vec<(String, u64)> {
         let policy = self.get("/services/web/traffic").await;
         let mut weights: Vec<(String, u64)> = policy["weights"]
@@ -89,6 +100,13 @@ async fn fleet(http: &reqwest::Client, control: &str) -> Vec<(String, String)> {
     states
 }
 
+async fn expect_fleet(http: &reqwest::Client, control: &str, expected: &[(&str, &str)]) {
+    let states = fleet(http, control).await;
+    for (id, state) in expected {
+        assert!(states.contains(&((*id).to_owned(), (*state).to_owned())), "{id} {state}: {states:?}");
+    }
+}
+
 fn steps_of(release: &Value) -> Vec<(String, String)> {
     release["rolling"]["steps"]
         .as_array()
@@ -103,7 +121,8 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 #[tokio::test]
-async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_cant_start_and_completes_once_it_can() {
+async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_cant_start_rolls_back_by_redeploying_and_completes_once_it_can()
+ {
     let (demo, _) = Demo::start().await;
     let http = reqwest::Client::builder().timeout(PATIENCE).build().expect("client");
     let operator =
@@ -131,10 +150,8 @@ async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_can
         [("v1".to_owned(), 33), ("v2".to_owned(), 67)],
         "traffic by healthy instances: v2 on east-1 and east-3, v1 on east-2"
     );
-    let states = fleet(&http, &demo.control).await;
-    for (id, state) in [("web-v1@east-1", "stopped"), ("web-v2@east-1", "running"), ("web-v1@east-2", "running")] {
-        assert!(states.contains(&(id.to_owned(), state.to_owned())), "{id} {state}: {states:?}");
-    }
+    let touched = [("web-v1@east-1", "stopped"), ("web-v2@east-1", "running"), ("web-v1@east-2", "running")];
+    expect_fleet(&http, &demo.control, &touched).await;
     let inbox = operator.get("/inbox").await;
     let waiting = inbox.as_array().expect("inbox").iter().find(|item| item["release_id"] == first).cloned();
     assert!(waiting.is_some_and(|item| item["state"] == "failed"), "the failure waits for a person: {inbox}");
@@ -147,27 +164,31 @@ async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_can
     .expect("audit");
     assert_eq!(audited, Some(1), "one audit row for the failure");
 
-    // Roll back (v1 still serves on east-2), free the port, and roll again: east-2 is replaced.
-    let revision = operator.get("/services/web/traffic").await["revision"].clone();
-    let (status, rolled_back) = operator
-        .post(&format!("/releases/{first}/actions"), &json!({"action": "rollback", "expected_revision": revision}))
-        .await;
-    assert_eq!((status, rolled_back["state"].as_str()), (200, Some("rolled_back")), "{rolled_back}");
+    // Roll back: all traffic on v1 at once (it still serves on east-2), then v1 goes back onto
+    // the nodes the roll touched, last first.
+    let rolling_back = operator.rollback(first).await;
+    assert_eq!(rolling_back["state"], "progressing", "{rolling_back}");
+    assert_eq!(rolling_back["rolling"]["rolling_back"], true, "{rolling_back}");
     assert_eq!(operator.weights().await, [("v1".to_owned(), 100), ("v2".to_owned(), 0)]);
+    let rolled_back = operator.ended(first).await;
+    assert_eq!(rolled_back["state"], "rolled_back", "{rolled_back}");
+    assert_eq!(steps_of(&rolled_back), pairs(&[("east-2", "replaced"), ("east-1", "replaced")]));
+    expect_fleet(&http, &demo.control, &[("web-v1@east-1", "running"), ("web-v2@east-1", "stopped")]).await;
+
+    // Free the port and roll again: both nodes are replaced.
     drop(taken);
     let second = operator.roll_web_to("v2", 60).await;
     let completed = operator.ended(second).await;
     assert_eq!(completed["state"], "completed", "{completed}");
-    assert_eq!(steps_of(&completed), pairs(&[("east-2", "replaced")]), "only east-2 still ran v1");
+    assert_eq!(steps_of(&completed), pairs(&[("east-1", "replaced"), ("east-2", "replaced")]));
     assert_eq!(operator.weights().await, [("v1".to_owned(), 0), ("v2".to_owned(), 100)]);
-    let states = fleet(&http, &demo.control).await;
-    for (id, state) in [("web-v1@east-2", "stopped"), ("web-v2@east-2", "running"), ("web-v2@east-3", "running")] {
-        assert!(states.contains(&(id.to_owned(), state.to_owned())), "{id} {state}: {states:?}");
-    }
+    let replaced = [("web-v1@east-1", "stopped"), ("web-v1@east-2", "stopped"), ("web-v2@east-2", "running")];
+    expect_fleet(&http, &demo.control, &replaced).await;
     let history = operator.get(&format!("/releases/{second}")).await["history"].clone();
     let actions: Vec<&str> =
         history.as_array().expect("history").iter().rev().filter_map(|h| h["action"].as_str()).collect();
-    assert_eq!(actions, ["start", "rolling_started", "rolling_healthy", "rolling_replaced", "rolling_completed"]);
+    let node = ["rolling_started", "rolling_healthy", "rolling_replaced"];
+    assert_eq!(actions, [&["start"][..], &node, &node, &["rolling_completed"]].concat());
 
     // The release page draws the nodes: mark and word, what serves there now.
     let page = http
@@ -179,7 +200,21 @@ async fn a_rolling_release_replaces_web_node_by_node_stops_at_the_first_that_can
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains(r#"data-node="east-2" data-state="Replaced""#), "no replaced east-2 node in the page");
-    assert!(html.contains("Nodes: 1 of 1 replaced"), "no node count in the page");
+    assert!(html.contains("Nodes: 2 of 2 node(s) replaced"), "no node count in the page");
+
+    // A completed roll rolls back too: v1 is deployed again on both nodes, v2 stopped there.
+    operator.rollback(second).await;
+    let undone = operator.ended(second).await;
+    assert_eq!(undone["state"], "rolled_back", "{undone}");
+    assert_eq!(operator.weights().await, [("v1".to_owned(), 100), ("v2".to_owned(), 0)]);
+    let restored = [
+        ("web-v1@east-1", "running"),
+        ("web-v1@east-2", "running"),
+        ("web-v2@east-1", "stopped"),
+        ("web-v2@east-2", "stopped"),
+        ("web-v2@east-3", "running"),
+    ];
+    expect_fleet(&http, &demo.control, &restored).await;
 
     let Tally { ok, failures, versions } = load.finish().await;
     assert!(failures.is_empty(), "{} of {} requests failed during the rolls: {failures:?}", failures.len(), ok);
