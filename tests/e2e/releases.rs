@@ -372,7 +372,7 @@ async fn an_operator_starts_a_canary_from_the_form_after_confirming_the_split_it
     let form = wait_for_text(page, "form.release-start", "Start a release").await;
     assert!(form.contains("Max canary 5xx"), "{form}");
     let target = page
-        .find(Locator::Css(r#"form.release-start select[name="target_version"]"#))
+        .find(Locator::Css(r#"form.release-start input[name="target_version"]"#))
         .await
         .expect("target")
         .prop("value")

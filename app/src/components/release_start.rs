@@ -1,5 +1,5 @@
-//! The service page's "start release" form: strategy, target version (from the service's
-//! versions), a steps preset and analysis thresholds with sensible defaults. It is checked here
+//! The service page's "start release" form: strategy, target version (typed, the service's
+//! versions offered), a steps preset and analysis thresholds with sensible defaults. It is checked here
 //! (the same checks compile to wasm and run on the server) and confirmed in a dialog that shows
 //! the split before → after before it is sent.
 
@@ -122,9 +122,13 @@ pub fn StartReleaseForm(
                     edit(&|f| f.strategy = strategy);
                 }>{strategies}</select>
             </label>
+            // Typed, with the known versions offered: a rolling release deploys a version that
+            // may not run anywhere yet.
             <label>"Target version "
-                <select name="target_version" prop:value=move || form.with(|f| f.target_version.clone())
-                    on:change=move |ev| { let value = event_target_value(&ev); edit(&|f| f.target_version = value.clone()) }>{options}</select>
+                <input type="text" name="target_version" list="release-start-versions" autocomplete="off"
+                    prop:value=move || form.with(|f| f.target_version.clone())
+                    on:change=move |ev| { let value = event_target_value(&ev); edit(&|f| f.target_version = value.clone()) } />
+                <datalist id="release-start-versions">{options}</datalist>
             </label>
             <fieldset class="release-start-canary" disabled=move || !is_canary()>
                 <legend>"Canary steps and analysis"</legend>
