@@ -229,9 +229,13 @@ fn verdict_text(v: &Verdict) -> String {
 }
 
 pub fn release_text(r: &Release) -> String {
+    let progress = match &r.rolling {
+        Some(rolling) => rolling.count_text(),
+        None => format!("step {}/{}", r.step_index + 1, r.steps.len().max(1)),
+    };
     let mut lines = vec![
         format!(
-            "#{} {} {} {} → {}: {} at {} % (step {}/{})",
+            "#{} {} {} {} → {}: {} at {} % ({progress})",
             r.id,
             r.service,
             strategy_label(r.strategy),
@@ -239,8 +243,6 @@ pub fn release_text(r: &Release) -> String {
             r.target_version,
             state_text(r),
             r.current_percent,
-            r.step_index + 1,
-            r.steps.len().max(1)
         ),
         format!("policy revision {} · allowed now: {}", r.policy_revision, r.allowed_actions.join(", ")),
     ];

@@ -122,6 +122,21 @@ async fn a_stale_revision_exits_7_and_prints_the_present_without_changing_anythi
 }
 
 #[tokio::test]
+async fn a_rolling_start_without_a_deployer_exits_8_refused_saying_what_is_missing() {
+    let app = TestApp::spawn().await;
+    let _instances = web_with_two_versions(&app).await;
+    let operator = app.token("release-bot", &[Scope::Read, Scope::Operate]).await;
+    assert_eq!(opsdeck(&app, &operator, &["traffic", "set", "web", "v1=100"]).await.code, 0);
+    let args = ["release", "start", "web", "--strategy", "rolling", "--to", "v3", "--ready-timeout", "45s"];
+
+    let refused = opsdeck(&app, &operator, &args).await;
+
+    assert_eq!(refused.code, 8, "stdout {} stderr {}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("--deployer-url"), "{}", refused.stderr);
+    app.stop().await.expect("clean stop");
+}
+
+#[tokio::test]
 async fn a_viewer_token_exits_5_a_missing_token_4_and_an_unreachable_server_3() {
     let app = TestApp::spawn().await;
     let _instances = web_with_two_versions(&app).await;
