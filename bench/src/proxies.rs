@@ -28,6 +28,25 @@ impl Child {
     }
 }
 
+impl Drop for Child {
+    /// What it forked goes too: nginx's worker outlives a SIGKILLed master otherwise (and
+    /// every run would leave one behind). The child itself is SIGKILLed by `kill_on_drop`.
+    fn drop(&mut self) {
+        let pid = self.pid();
+        if pid == 0 {
+            return;
+        }
+        let forked: Vec<String> = crate::procstat::with_children(pid)
+            .into_iter()
+            .filter(|child| *child != pid)
+            .map(|child| child.to_string())
+            .collect();
+        if !forked.is_empty() {
+            let _ = std::process::Command::new("kill").arg("-KILL").args(&forked).status();
+        }
+    }
+}
+
 fn spawn(name: &str, mut command: tokio::process::Command, log: &Path) -> anyhow::Result<Child> {
     let log_file = std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let child = command
