@@ -5,20 +5,14 @@
 use std::net::SocketAddr;
 
 use app::model::traffic::{Route, Sticky};
-use axum::{
-    Json,
-    http::{
-        HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header,
-        request::Parts,
-        uri::{PathAndQuery, Scheme},
-    },
-    response::{IntoResponse, Response},
-};
 use bytes::Bytes;
-use http_body_util::Full;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Uri, header, request::Parts, uri::PathAndQuery,
+};
+use http_body_util::{Either, Full};
 use serde_json::json;
 
-use super::pool::Target;
+use super::{pool::Target, proxy::ProxyBody};
 use crate::{demo::trace::TraceContext, traffic::RoutingTable};
 
 pub use crate::demo::trace::TRACEPARENT;
@@ -120,7 +114,8 @@ pub fn outgoing(mut headers: HeaderMap, client: SocketAddr, trace: &TraceContext
     headers
 }
 
-/// One attempt's request to `target`.
+/// One attempt's request to `target`: origin-form URI (as an HTTP/1.1 connection to the instance
+/// sends it), the client's `Host` kept, or the instance's address when the client sent none.
 pub fn build_request(
     method: &Method,
     target: &Target,
@@ -130,29 +125,34 @@ pub fn build_request(
 ) -> http::Request<Full<Bytes>> {
     let mut request = http::Request::new(Full::new(body));
     *request.method_mut() = method.clone();
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = target.uri_authority.clone();
-    uri.path_and_query = Some(path_and_query.clone());
-    *request.uri_mut() = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+    *request.uri_mut() = Uri::from(path_and_query.clone());
     *request.headers_mut() = headers.clone();
+    if !request.headers().contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(&target.authority)
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
     request
 }
 
 /// The instance's response with hop-by-hop headers removed.
-pub fn clean_response(mut response: Response) -> Response {
+pub fn clean_response(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
     for name in &HOP_BY_HOP {
         response.headers_mut().remove(name);
     }
     response
 }
 
-fn answer(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
+/// The router's own answer: `body` as JSON.
+fn answer(status: StatusCode, body: serde_json::Value) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// 404: no service's route matches; says what was asked and what can be routed.
-pub fn not_found(host: Option<&str>, path: &str, table: &RoutingTable) -> Response {
+pub fn not_found(host: Option<&str>, path: &str, table: &RoutingTable) -> Response<ProxyBody> {
     let mut services: Vec<serde_json::Value> = table
         .services
         .values()
@@ -184,7 +184,7 @@ pub fn not_found(host: Option<&str>, path: &str, table: &RoutingTable) -> Respon
 }
 
 /// 503: the service exists but none of its instances can take the call.
-pub fn no_upstream(service: &str, state: &str) -> Response {
+pub fn no_upstream(service: &str, state: &str) -> Response<ProxyBody> {
     let mut response = answer(
         StatusCode::SERVICE_UNAVAILABLE,
         json!({
@@ -198,7 +198,7 @@ pub fn no_upstream(service: &str, state: &str) -> Response {
 }
 
 /// 502 or 504: every attempt failed without an answer.
-pub fn upstream_failed(service: &str, attempts: u32, timed_out: bool, reason: &str) -> Response {
+pub fn upstream_failed(service: &str, attempts: u32, timed_out: bool, reason: &str) -> Response<ProxyBody> {
     let status = if timed_out { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
     answer(
         status,
@@ -212,7 +212,7 @@ pub fn upstream_failed(service: &str, attempts: u32, timed_out: bool, reason: &s
 }
 
 /// 413: the body is larger than the router holds for replay.
-pub fn too_large(limit: usize, reason: &str) -> Response {
+pub fn too_large(limit: usize, reason: &str) -> Response<ProxyBody> {
     answer(
         StatusCode::PAYLOAD_TOO_LARGE,
         json!({

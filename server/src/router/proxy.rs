@@ -5,15 +5,10 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    extract::{ConnectInfo, Request, State},
-    http::Method,
-    response::Response,
-};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -21,6 +16,7 @@ use super::{
     headers,
     pool::{LiveTable, Pick, random_bucket, sticky_bucket},
     report::{Forwarded, Reporter},
+    upstream::{self, SendError, UpstreamBody},
 };
 use crate::{demo::trace::TraceContext, resilience::Backoff};
 
@@ -39,25 +35,14 @@ pub struct ProxySettings {
     pub body_limit: usize,
 }
 
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+/// What the router answers with: an instance's body streamed through, or its own (JSON) answer.
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything a request handler needs.
 pub struct Proxy {
     pub table: Arc<LiveTable>,
-    pub client: UpstreamClient,
     pub settings: ProxySettings,
     pub report: Arc<Reporter>,
-}
-
-/// A pooled HTTP/1.1 client for the instances, with the connect timeout.
-pub fn upstream_client(settings: &ProxySettings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .build(connector)
 }
 
 /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE: repeating them is safe by definition.
@@ -67,16 +52,12 @@ fn idempotent(method: &Method) -> bool {
 
 /// An attempt's answer: a response, or why there was none.
 enum Attempt {
-    Answered(Response),
+    Answered(Response<UpstreamBody>),
     Failed { connect: bool, timed_out: bool, reason: String },
 }
 
 /// The handler behind every path of the router's listener.
-pub async fn forward(
-    State(proxy): State<Arc<Proxy>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
+pub async fn forward(proxy: &Proxy, client: SocketAddr, request: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let snapshot = proxy.table.load();
     let (mut parts, body) = request.into_parts();
@@ -91,11 +72,11 @@ pub async fn forward(
         .map_or_else(random_bucket, |value| sticky_bucket(&value));
     let version = service.version_for(bucket);
     // A request without a body (most GETs) skips collecting one.
-    let body = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+    let body = if body.is_end_stream() {
         Bytes::new()
     } else {
-        match axum::body::to_bytes(body, proxy.settings.body_limit).await {
-            Ok(body) => body,
+        match Limited::new(body, proxy.settings.body_limit).collect().await {
+            Ok(body) => body.to_bytes(),
             Err(error) => return headers::too_large(proxy.settings.body_limit, &error.to_string()),
         }
     };
@@ -123,7 +104,7 @@ pub async fn forward(
         tried.push(pick.target.upstream.id);
         let remaining = deadline.saturating_duration_since(Instant::now());
         let outgoing = headers::build_request(method, &pick.target, &target_path, &base_headers, body.clone());
-        let attempt = send(&proxy.client, outgoing, proxy.settings.attempt_timeout.min(remaining)).await;
+        let attempt = send(&pick, outgoing, &proxy.settings, remaining).await;
         let (success, retry) = match &attempt {
             Attempt::Answered(response) => {
                 let status = response.status().as_u16();
@@ -145,7 +126,7 @@ pub async fn forward(
             proxy.report.no_upstream(name);
             (headers::no_upstream(name, &service.describe()), None)
         }
-        Some((pick, Attempt::Answered(response))) => (headers::clean_response(response), Some(pick)),
+        Some((pick, Attempt::Answered(response))) => (headers::clean_response(response.map(Either::Left)), Some(pick)),
         Some((pick, Attempt::Failed { timed_out, reason, .. })) => {
             (headers::upstream_failed(name, attempts, timed_out, &reason), Some(pick))
         }
@@ -161,7 +142,7 @@ fn report(
     pick: Option<&Pick>,
     method: &Method,
     path: &str,
-    response: &Response,
+    response: &Response<ProxyBody>,
     started: Instant,
     attempts: u32,
     trace: &TraceContext,
@@ -178,28 +159,20 @@ fn report(
     });
 }
 
-async fn send(client: &UpstreamClient, request: http::Request<Full<Bytes>>, timeout: Duration) -> Attempt {
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => Attempt::Answered(response.map(Body::new)),
-        Ok(Err(error)) => {
-            let connect = error.is_connect();
-            Attempt::Failed { connect, timed_out: false, reason: error_chain(&error) }
-        }
+/// One attempt on `pick`'s instance, within the attempt timeout and what is left of the budget.
+async fn send(pick: &Pick, request: Request<Full<Bytes>>, settings: &ProxySettings, remaining: Duration) -> Attempt {
+    let timeout = settings.attempt_timeout.min(remaining);
+    match tokio::time::timeout(timeout, upstream::send(&pick.target, request, settings.connect_timeout)).await {
+        Ok(Ok(response)) => Attempt::Answered(response),
+        Ok(Err(error)) => Attempt::Failed {
+            connect: matches!(error, SendError::Connect(_)),
+            timed_out: false,
+            reason: error.to_string(),
+        },
         Err(_) => Attempt::Failed {
             connect: false,
             timed_out: true,
             reason: format!("no response within {}", humantime::format_duration(timeout)),
         },
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
