@@ -2,7 +2,7 @@
 //! `traceparent` in, the prefix stripped) and the answers it gives itself (404, 413, 502/504, 503)
 //! as JSON bodies `{ "error", "detail", … }` like the rest of opsdeck's API.
 
-use std::net::SocketAddr;
+use std::{borrow::Cow, net::IpAddr};
 
 use app::model::traffic::{Route, Sticky};
 use bytes::Bytes;
@@ -15,7 +15,8 @@ use serde_json::json;
 use super::{pool::Target, proxy::ProxyBody};
 use crate::{demo::trace::TraceContext, traffic::RoutingTable};
 
-pub use crate::demo::trace::TRACEPARENT;
+/// `traceparent`, as a header name made once (a `&str` key is parsed on every use).
+pub const TRACEPARENT: HeaderName = HeaderName::from_static(crate::demo::trace::TRACEPARENT);
 
 /// Headers that describe one connection, not the request (RFC 9110 §7.6.1); never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -30,10 +31,24 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// The request's host without port: the Host header, or the authority of an absolute URI.
-pub fn host(parts: &Parts) -> Option<String> {
+pub fn host(parts: &Parts) -> Option<Cow<'_, str>> {
     let raw = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).or_else(|| parts.uri.host())?;
+    if let Some(plain) = plain_host(raw) {
+        return Some(Cow::Borrowed(plain));
+    }
     let authority: http::uri::Authority = raw.parse().ok()?;
-    Some(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase())
+    Some(Cow::Owned(authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()))
+}
+
+/// The host of `raw` when it is a lowercase name or IPv4 address with an optional numeric port,
+/// as most Host headers are: what parsing it as an authority and lower-casing it would give,
+/// without copying it twice per request. Anything else takes the general path.
+fn plain_host(raw: &str) -> Option<&str> {
+    let (name, port) = raw.split_once(':').unwrap_or((raw, "0"));
+    let name_is_plain = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let port_is_plain = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    (name_is_plain && port_is_plain).then_some(name)
 }
 
 /// The sticky value of a request: the configured header, else the configured cookie.
@@ -81,9 +96,27 @@ fn upstream_path_and_query_text(uri: &Uri, route: &Route) -> String {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The client at the other end of a connection, as its requests' `x-forwarded-for` names it
+/// (the header value made once per connection, not per request).
+#[derive(Clone)]
+pub struct Client {
+    ip: IpAddr,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Client {
+    pub fn new(ip: IpAddr) -> Self {
+        Self { ip, forwarded_for: HeaderValue::from_str(&ip.to_string()).ok() }
+    }
+}
+
 /// The headers every attempt sends: the client's minus hop-by-hop ones (and those the client's
 /// `Connection` header names), plus `x-forwarded-for/proto/host` and the router's `traceparent`.
-pub fn outgoing(mut headers: HeaderMap, client: SocketAddr, trace: &TraceContext) -> HeaderMap {
+pub fn outgoing(mut headers: HeaderMap, client: &Client, trace: &TraceContext) -> HeaderMap {
     let client_host = headers.get(header::HOST).cloned();
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -97,16 +130,16 @@ pub fn outgoing(mut headers: HeaderMap, client: SocketAddr, trace: &TraceContext
     }
     // `Upgrade` is kept out too: the router speaks plain request/response HTTP.
     headers.remove(header::UPGRADE);
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {}", client.ip()),
-        None => client.ip().to_string(),
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => HeaderValue::from_maybe_shared(Bytes::from(format!("{earlier}, {}", client.ip))).ok(),
+        None => client.forwarded_for.clone(),
     };
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
-        headers.insert("x-forwarded-for", value);
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = client_host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(trace.outgoing_header())) {
         headers.insert(TRACEPARENT, value);
@@ -237,7 +270,12 @@ mod tests {
     #[test]
     fn the_host_loses_its_port_and_case() {
         assert_eq!(host(&parts("/", &[("host", "Web.Example.org:8080")])).as_deref(), Some("web.example.org"));
+        assert_eq!(host(&parts("/", &[("host", "web.example.org:8080")])).as_deref(), Some("web.example.org"));
+        assert_eq!(host(&parts("/", &[("host", "web")])).as_deref(), Some("web"));
         assert_eq!(host(&parts("/", &[("host", "[::1]:80")])).as_deref(), Some("::1"));
+        assert_eq!(host(&parts("/", &[("host", "web:")])).as_deref(), Some("web"));
+        assert_eq!(host(&parts("/", &[("host", "a:1:2")])), None);
+        assert_eq!(host(&parts("http://Shop.example.org/a", &[])).as_deref(), Some("shop.example.org"));
         assert_eq!(host(&parts("/", &[])), None);
     }
 

@@ -3,7 +3,7 @@
 //! that is safe — connect failures for any method, 502/503/504 and other failures for idempotent
 //! ones — with full-jitter backoff inside the attempt and time budget.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    headers,
+    headers::{self, Client},
     pool::{LiveTable, Pick, random_bucket, sticky_bucket},
     report::{Forwarded, Reporter},
     upstream::{self, SendError, UpstreamBody},
@@ -45,6 +45,10 @@ pub struct Proxy {
     pub report: Arc<Reporter>,
 }
 
+/// Most attempts a request makes (`--max-attempts` takes 1..=10), so the instances it tried are
+/// listed on the stack.
+const MOST_ATTEMPTS: usize = 10;
+
 /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE: repeating them is safe by definition.
 fn idempotent(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
@@ -57,7 +61,7 @@ enum Attempt {
 }
 
 /// The handler behind every path of the router's listener.
-pub async fn forward(proxy: &Proxy, client: SocketAddr, request: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn forward(proxy: &Proxy, client: &Client, request: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let snapshot = proxy.table.load();
     let (mut parts, body) = request.into_parts();
@@ -86,12 +90,14 @@ pub async fn forward(proxy: &Proxy, client: SocketAddr, request: Request<Incomin
     let method = &parts.method;
     let deadline = started + proxy.settings.request_timeout;
 
-    let mut tried: Vec<Uuid> = Vec::with_capacity(2);
+    let most = (proxy.settings.max_attempts.max(1) as usize).min(MOST_ATTEMPTS);
+    let mut tried = [Uuid::nil(); MOST_ATTEMPTS];
+    let mut attempts = 0;
     let mut last: Option<(Pick, Attempt)> = None;
-    while (tried.len() as u32) < proxy.settings.max_attempts.max(1) {
-        let Some(pick) = service.pick(version, &tried) else { break };
-        if !tried.is_empty() {
-            let wait = proxy.settings.backoff.delay(tried.len() as u32 - 1);
+    while attempts < most {
+        let Some(pick) = service.pick(version, &tried[..attempts]) else { break };
+        if attempts > 0 {
+            let wait = proxy.settings.backoff.delay(attempts as u32 - 1);
             if Instant::now() + wait >= deadline {
                 break;
             }
@@ -101,7 +107,8 @@ pub async fn forward(proxy: &Proxy, client: SocketAddr, request: Request<Incomin
         if pick.fell_back {
             proxy.report.fell_back(name, version.unwrap_or(""), &pick.target.upstream.version);
         }
-        tried.push(pick.target.upstream.id);
+        tried[attempts] = pick.target.upstream.id;
+        attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let outgoing = headers::build_request(method, &pick.target, &target_path, &base_headers, body.clone());
         let attempt = send(&pick, outgoing, &proxy.settings, remaining).await;
@@ -120,7 +127,7 @@ pub async fn forward(proxy: &Proxy, client: SocketAddr, request: Request<Incomin
             break;
         }
     }
-    let attempts = tried.len() as u32;
+    let attempts = attempts as u32;
     let (response, upstream) = match last {
         None => {
             proxy.report.no_upstream(name);

@@ -9,7 +9,10 @@ use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
 use tokio::net::TcpListener;
 
-use super::proxy::{self, Proxy};
+use super::{
+    headers::Client,
+    proxy::{self, Proxy},
+};
 
 /// Serves until `stop` completes; then accepts nothing more, lets each connection finish the
 /// request it is on, and returns once all are closed.
@@ -33,9 +36,10 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: impl Future<O
             tracing::debug!(%error, "could not set TCP_NODELAY on a client connection");
         }
         let proxy = proxy.clone();
+        let from = Client::new(client.ip());
         let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy::forward(&proxy, client, request).await) }
+            let (proxy, from) = (proxy.clone(), from.clone());
+            async move { Ok::<_, Infallible>(proxy::forward(&proxy, &from, request).await) }
         });
         let connection = connections.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
