@@ -12,7 +12,7 @@ use http::{
 use http_body_util::{Either, Full};
 use serde_json::json;
 
-use super::{pool::Target, proxy::ProxyBody};
+use super::proxy::ProxyBody;
 use crate::{demo::trace::TraceContext, traffic::RoutingTable};
 
 /// `traceparent`, as a header name made once (a `&str` key is parsed on every use).
@@ -114,64 +114,101 @@ impl Client {
     }
 }
 
-/// The headers every attempt sends: the client's minus hop-by-hop ones (and those the client's
-/// `Connection` header names), plus `x-forwarded-for/proto/host` and the router's `traceparent`.
-pub fn outgoing(mut headers: HeaderMap, client: &Client, trace: &TraceContext) -> HeaderMap {
-    let client_host = headers.get(header::HOST).cloned();
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(named.iter()) {
-        headers.remove(name);
-    }
-    // `Upgrade` is kept out too: the router speaks plain request/response HTTP.
-    headers.remove(header::UPGRADE);
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => HeaderValue::from_maybe_shared(Bytes::from(format!("{earlier}, {}", client.ip))).ok(),
-        None => client.forwarded_for.clone(),
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = client_host {
-        headers.insert(X_FORWARDED_HOST, host);
-    }
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(trace.outgoing_header())) {
-        headers.insert(TRACEPARENT, value);
-    }
-    headers
+/// What every attempt's headers are made from, worked out once per request: the client's headers
+/// minus hop-by-hop ones (and those its `Connection` header names), plus `x-forwarded-for/proto/
+/// host` and the router's `traceparent`.
+pub struct Outgoing {
+    client: HeaderMap,
+    /// Named by the client's `Connection` header: hop-by-hop too.
+    named: Vec<HeaderName>,
+    forwarded_for: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
+    traceparent: Option<HeaderValue>,
 }
 
-/// One attempt's request to `target`: origin-form URI (as an HTTP/1.1 connection to the instance
-/// sends it), the client's `Host` kept, or the instance's address when the client sent none.
+impl Outgoing {
+    pub fn new(client_headers: HeaderMap, client: &Client, trace: &TraceContext) -> Self {
+        let named = client_headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        let forwarded_for = match client_headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(earlier) => HeaderValue::from_maybe_shared(Bytes::from(format!("{earlier}, {}", client.ip))).ok(),
+            None => client.forwarded_for.clone(),
+        };
+        Self {
+            forwarded_host: client_headers.get(header::HOST).cloned(),
+            client: client_headers,
+            named,
+            forwarded_for,
+            traceparent: HeaderValue::from_maybe_shared(Bytes::from(trace.outgoing_header())).ok(),
+        }
+    }
+
+    /// One attempt's headers, in a map made afresh: fewer lookups than removing every hop-by-hop
+    /// name from the client's map, and no clone of it per attempt. A request without `Host` gets
+    /// the instance's address.
+    pub fn headers(&self, authority: &str) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.client.len() + 5);
+        for (name, value) in &self.client {
+            if !self.replaced_or_dropped(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(value) = &self.forwarded_for {
+            headers.insert(X_FORWARDED_FOR, value.clone());
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(value) = &self.forwarded_host {
+            headers.insert(X_FORWARDED_HOST, value.clone());
+        }
+        if let Some(value) = &self.traceparent {
+            headers.insert(TRACEPARENT, value.clone());
+        }
+        if !headers.contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(authority)
+        {
+            headers.insert(header::HOST, host);
+        }
+        headers
+    }
+
+    fn replaced_or_dropped(&self, name: &HeaderName) -> bool {
+        // `Upgrade` is kept out too: the router speaks plain request/response HTTP.
+        HOP_BY_HOP.contains(name)
+            || name == header::UPGRADE
+            || self.named.contains(name)
+            || name == X_FORWARDED_PROTO
+            || (name == X_FORWARDED_FOR && self.forwarded_for.is_some())
+            || (name == X_FORWARDED_HOST && self.forwarded_host.is_some())
+            || (name == TRACEPARENT && self.traceparent.is_some())
+    }
+}
+
+/// One attempt's request: origin-form URI, as an HTTP/1.1 connection to the instance sends it.
 pub fn build_request(
     method: &Method,
-    target: &Target,
     path_and_query: &PathAndQuery,
-    headers: &HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
 ) -> http::Request<Full<Bytes>> {
     let mut request = http::Request::new(Full::new(body));
     *request.method_mut() = method.clone();
     *request.uri_mut() = Uri::from(path_and_query.clone());
-    *request.headers_mut() = headers.clone();
-    if !request.headers().contains_key(header::HOST)
-        && let Ok(host) = HeaderValue::from_str(&target.authority)
-    {
-        request.headers_mut().insert(header::HOST, host);
-    }
+    *request.headers_mut() = headers;
     request
 }
 
 /// The instance's response with hop-by-hop headers removed.
 pub fn clean_response(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
-    for name in &HOP_BY_HOP {
-        response.headers_mut().remove(name);
+    // Most responses have none: looking at their few names is cheaper than eight removals.
+    if response.headers().keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            response.headers_mut().remove(name);
+        }
     }
     response
 }
@@ -289,6 +326,41 @@ mod tests {
         assert_eq!(upstream_path_and_query(&uri, &kept), "/shop/cart?x=1");
         let absolute: Uri = "http://web.example.org/a?b=1".parse().expect("uri");
         assert_eq!(upstream_path_and_query(&absolute, &kept), "/a?b=1");
+    }
+
+    #[test]
+    fn attempts_get_the_clients_headers_without_hop_by_hop_ones_and_with_forwarded_ones() {
+        let client = parts(
+            "/",
+            &[
+                ("host", "shop.example.org"),
+                ("connection", "keep-alive, x-drop-me"),
+                ("x-drop-me", "1"),
+                ("keep-alive", "timeout=5"),
+                ("accept", "a"),
+                ("accept", "b"),
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-proto", "https"),
+                ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ],
+        );
+        let trace = TraceContext::new_root();
+        let outgoing = Outgoing::new(client.headers, &Client::new([127, 0, 0, 1].into()), &trace);
+        let headers = outgoing.headers("10.1.1.1:8080");
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        assert_eq!(value("host"), Some("shop.example.org"));
+        assert_eq!(headers.get_all("accept").iter().count(), 2, "repeated headers stay repeated");
+        assert_eq!((value("connection"), value("keep-alive"), value("x-drop-me")), (None, None, None));
+        assert_eq!(value("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
+        assert_eq!(value("x-forwarded-proto"), Some("http"));
+        assert_eq!(value("x-forwarded-host"), Some("shop.example.org"));
+        assert_eq!(value("traceparent"), Some(trace.outgoing_header().as_str()));
+        assert_eq!(headers.len(), 7);
+
+        let bare = Outgoing::new(HeaderMap::new(), &Client::new([127, 0, 0, 1].into()), &trace);
+        let headers = bare.headers("10.1.1.1:8080");
+        assert_eq!(headers.get("host").and_then(|v| v.to_str().ok()), Some("10.1.1.1:8080"), "no Host: the instance's");
+        assert_eq!(headers.get("x-forwarded-host"), None);
     }
 
     #[test]

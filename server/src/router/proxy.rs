@@ -86,7 +86,7 @@ pub async fn forward(proxy: &Proxy, client: &Client, request: Request<Incoming>)
     };
     let (trace, _malformed) = TraceContext::for_incoming(parts.headers.get(headers::TRACEPARENT).map(|v| v.as_bytes()));
     let target_path = headers::upstream_path_and_query(&parts.uri, &service.routes.policy.route);
-    let base_headers = headers::outgoing(std::mem::take(&mut parts.headers), client, &trace);
+    let outgoing = headers::Outgoing::new(std::mem::take(&mut parts.headers), client, &trace);
     let method = &parts.method;
     let deadline = started + proxy.settings.request_timeout;
 
@@ -110,8 +110,9 @@ pub async fn forward(proxy: &Proxy, client: &Client, request: Request<Incoming>)
         tried[attempts] = pick.target.upstream.id;
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outgoing = headers::build_request(method, &pick.target, &target_path, &base_headers, body.clone());
-        let attempt = send(&pick, outgoing, &proxy.settings, remaining).await;
+        let request =
+            headers::build_request(method, &target_path, outgoing.headers(&pick.target.authority), body.clone());
+        let attempt = send(&pick, request, &proxy.settings, remaining).await;
         let (success, retry) = match &attempt {
             Attempt::Answered(response) => {
                 let status = response.status().as_u16();
