@@ -1,7 +1,7 @@
 //! The router's admin listener: `/healthz` (the process answers), `/readyz` (PostgreSQL
 //! reachable and a policy in effect; otherwise 503 saying which policy is served since when and
-//! why), `/status` (per service: revision, weights, upstreams with breaker state and rotation),
-//! `/metrics` (OpenMetrics text, from `prometheus-client`).
+//! why), `/status` (per service: revision, weights, upstreams with breaker state, rotation and
+//! idle connections), `/metrics` (OpenMetrics text, from `prometheus-client`).
 
 use std::{fmt::Write as _, sync::Arc};
 
@@ -51,14 +51,14 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
                 .versions
                 .values()
                 .flat_map(|v| v.targets.iter())
-                .map(|t| (t.upstream.id, t.breaker_state()))
+                .map(|t| (t.upstream.id, (t.breaker_state(), t.connections.idle_count())))
                 .collect();
             let upstreams: Vec<serde_json::Value> = pool
                 .routes
                 .upstreams
                 .iter()
                 .map(|u| {
-                    let breaker = in_rotation.get(&u.id).copied();
+                    let (breaker, idle) = in_rotation.get(&u.id).copied().unzip();
                     json!({
                         "id": u.id,
                         "version": u.version,
@@ -68,6 +68,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Json<serde_json::Value> {
                         "health": u.health.as_str(),
                         "breaker": breaker.unwrap_or("closed"),
                         "in_rotation": breaker.is_some_and(|b| b != "open"),
+                        "idle_connections": idle.unwrap_or(0),
                     })
                 })
                 .collect();

@@ -10,7 +10,9 @@ mod headers;
 pub mod pool;
 mod proxy;
 pub mod report;
+mod serve;
 mod settings;
+mod upstream;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -90,12 +92,7 @@ impl RouterApp {
         let reporter = Arc::new(Reporter::new(Some(points.clone()), access_log.clone()));
         let table = Arc::new(LiveTable::new(settings.breaker()));
         let proxy_settings = settings.proxy();
-        let proxy = Arc::new(Proxy {
-            client: proxy::upstream_client(&proxy_settings),
-            table: table.clone(),
-            settings: proxy_settings,
-            report: reporter.clone(),
-        });
+        let proxy = Arc::new(Proxy { table: table.clone(), settings: proxy_settings, report: reporter.clone() });
         let admin = Arc::new(admin::Admin {
             status: Arc::new(WatchStatus::default()),
             table,
@@ -154,10 +151,6 @@ impl RouterApp {
             let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
             tokio::spawn(outbox.run(http, stop.clone().cancelled_owned(), Duration::from_secs(3)))
         });
-        let proxy_app = axum::Router::new()
-            .fallback(proxy::forward)
-            .with_state(self.proxy.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
         let admin_app = admin::routes(self.admin.clone());
         let signal = {
             let stop = stop.clone();
@@ -171,13 +164,7 @@ impl RouterApp {
         let admin_server = tokio::spawn(async move {
             axum::serve(self.admin_listener, admin_app).with_graceful_shutdown(admin_stop.cancelled_owned()).await
         });
-        // Small answers go out at once instead of waiting on Nagle's algorithm for an ACK.
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY on a client connection");
-            }
-        });
-        let outcome = axum::serve(listener, proxy_app).with_graceful_shutdown(signal).await;
+        serve::serve(self.listener, self.proxy.clone(), signal).await;
         let _ = admin_server.await;
         let _ = watcher.await;
         flush.cancel();
@@ -185,7 +172,7 @@ impl RouterApp {
         if let Some(logs) = logs {
             let _ = tokio::time::timeout(Duration::from_secs(5), logs).await;
         }
-        outcome.context("the router's listener failed")
+        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::report::TargetReport;
+use super::{report::TargetReport, upstream::Connections};
 use crate::{
     resilience::{BreakerConfig, CircuitBreaker},
     traffic::{RoutingTable, ServiceRoutes, TrafficProvider, Upstream},
@@ -29,24 +29,23 @@ use crate::{
 #[derive(Debug)]
 pub struct Target {
     pub upstream: Upstream,
-    /// `host:port`, ready for a URI.
+    /// `host:port`, what the router connects to.
     pub authority: String,
-    /// The same, parsed once (None if it is no valid authority: requests then fail to build).
-    pub uri_authority: Option<http::uri::Authority>,
     breaker: Mutex<CircuitBreaker>,
     /// Its request points' tag text and counters, filled by the reporter on first use.
     pub report: OnceLock<TargetReport>,
+    /// Its idle keep-alive connections (they go when the instance leaves the table).
+    pub connections: Connections,
 }
 
 impl Target {
     fn new(upstream: &Upstream, breaker: CircuitBreaker) -> Self {
-        let authority = upstream.address();
         Self {
             upstream: upstream.clone(),
-            uri_authority: authority.parse().ok(),
-            authority,
+            authority: upstream.address(),
             breaker: Mutex::new(breaker),
             report: OnceLock::new(),
+            connections: Connections::default(),
         }
     }
 

@@ -3,24 +3,20 @@
 //! that is safe — connect failures for any method, 502/503/504 and other failures for idempotent
 //! ones — with full-jitter backoff inside the attempt and time budget.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use axum::{
-    body::Body,
-    extract::{ConnectInfo, Request, State},
-    http::Method,
-    response::Response,
-};
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{
-    headers,
+    headers::{self, Client},
     pool::{LiveTable, Pick, random_bucket, sticky_bucket},
     report::{Forwarded, Reporter},
+    upstream::{self, SendError, UpstreamBody},
 };
 use crate::{demo::trace::TraceContext, resilience::Backoff};
 
@@ -39,26 +35,19 @@ pub struct ProxySettings {
     pub body_limit: usize,
 }
 
-pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+/// What the router answers with: an instance's body streamed through, or its own (JSON) answer.
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything a request handler needs.
 pub struct Proxy {
     pub table: Arc<LiveTable>,
-    pub client: UpstreamClient,
     pub settings: ProxySettings,
     pub report: Arc<Reporter>,
 }
 
-/// A pooled HTTP/1.1 client for the instances, with the connect timeout.
-pub fn upstream_client(settings: &ProxySettings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
+/// Most attempts a request makes (`--max-attempts` takes 1..=10), so the instances it tried are
+/// listed on the stack.
+const MOST_ATTEMPTS: usize = 10;
 
 /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE: repeating them is safe by definition.
 fn idempotent(method: &Method) -> bool {
@@ -67,16 +56,12 @@ fn idempotent(method: &Method) -> bool {
 
 /// An attempt's answer: a response, or why there was none.
 enum Attempt {
-    Answered(Response),
+    Answered(Response<UpstreamBody>),
     Failed { connect: bool, timed_out: bool, reason: String },
 }
 
 /// The handler behind every path of the router's listener.
-pub async fn forward(
-    State(proxy): State<Arc<Proxy>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
+pub async fn forward(proxy: &Proxy, client: &Client, request: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let snapshot = proxy.table.load();
     let (mut parts, body) = request.into_parts();
@@ -91,26 +76,28 @@ pub async fn forward(
         .map_or_else(random_bucket, |value| sticky_bucket(&value));
     let version = service.version_for(bucket);
     // A request without a body (most GETs) skips collecting one.
-    let body = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+    let body = if body.is_end_stream() {
         Bytes::new()
     } else {
-        match axum::body::to_bytes(body, proxy.settings.body_limit).await {
-            Ok(body) => body,
+        match Limited::new(body, proxy.settings.body_limit).collect().await {
+            Ok(body) => body.to_bytes(),
             Err(error) => return headers::too_large(proxy.settings.body_limit, &error.to_string()),
         }
     };
     let (trace, _malformed) = TraceContext::for_incoming(parts.headers.get(headers::TRACEPARENT).map(|v| v.as_bytes()));
     let target_path = headers::upstream_path_and_query(&parts.uri, &service.routes.policy.route);
-    let base_headers = headers::outgoing(std::mem::take(&mut parts.headers), client, &trace);
+    let outgoing = headers::Outgoing::new(std::mem::take(&mut parts.headers), client, &trace);
     let method = &parts.method;
     let deadline = started + proxy.settings.request_timeout;
 
-    let mut tried: Vec<Uuid> = Vec::with_capacity(2);
+    let most = (proxy.settings.max_attempts.max(1) as usize).min(MOST_ATTEMPTS);
+    let mut tried = [Uuid::nil(); MOST_ATTEMPTS];
+    let mut attempts = 0;
     let mut last: Option<(Pick, Attempt)> = None;
-    while (tried.len() as u32) < proxy.settings.max_attempts.max(1) {
-        let Some(pick) = service.pick(version, &tried) else { break };
-        if !tried.is_empty() {
-            let wait = proxy.settings.backoff.delay(tried.len() as u32 - 1);
+    while attempts < most {
+        let Some(pick) = service.pick(version, &tried[..attempts]) else { break };
+        if attempts > 0 {
+            let wait = proxy.settings.backoff.delay(attempts as u32 - 1);
             if Instant::now() + wait >= deadline {
                 break;
             }
@@ -120,10 +107,12 @@ pub async fn forward(
         if pick.fell_back {
             proxy.report.fell_back(name, version.unwrap_or(""), &pick.target.upstream.version);
         }
-        tried.push(pick.target.upstream.id);
+        tried[attempts] = pick.target.upstream.id;
+        attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let outgoing = headers::build_request(method, &pick.target, &target_path, &base_headers, body.clone());
-        let attempt = send(&proxy.client, outgoing, proxy.settings.attempt_timeout.min(remaining)).await;
+        let request =
+            headers::build_request(method, &target_path, outgoing.headers(&pick.target.authority), body.clone());
+        let attempt = send(&pick, request, &proxy.settings, remaining).await;
         let (success, retry) = match &attempt {
             Attempt::Answered(response) => {
                 let status = response.status().as_u16();
@@ -139,13 +128,13 @@ pub async fn forward(
             break;
         }
     }
-    let attempts = tried.len() as u32;
+    let attempts = attempts as u32;
     let (response, upstream) = match last {
         None => {
             proxy.report.no_upstream(name);
             (headers::no_upstream(name, &service.describe()), None)
         }
-        Some((pick, Attempt::Answered(response))) => (headers::clean_response(response), Some(pick)),
+        Some((pick, Attempt::Answered(response))) => (headers::clean_response(response.map(Either::Left)), Some(pick)),
         Some((pick, Attempt::Failed { timed_out, reason, .. })) => {
             (headers::upstream_failed(name, attempts, timed_out, &reason), Some(pick))
         }
@@ -161,7 +150,7 @@ fn report(
     pick: Option<&Pick>,
     method: &Method,
     path: &str,
-    response: &Response,
+    response: &Response<ProxyBody>,
     started: Instant,
     attempts: u32,
     trace: &TraceContext,
@@ -178,28 +167,20 @@ fn report(
     });
 }
 
-async fn send(client: &UpstreamClient, request: http::Request<Full<Bytes>>, timeout: Duration) -> Attempt {
-    match tokio::time::timeout(timeout, client.request(request)).await {
-        Ok(Ok(response)) => Attempt::Answered(response.map(Body::new)),
-        Ok(Err(error)) => {
-            let connect = error.is_connect();
-            Attempt::Failed { connect, timed_out: false, reason: error_chain(&error) }
-        }
+/// One attempt on `pick`'s instance, within the attempt timeout and what is left of the budget.
+async fn send(pick: &Pick, request: Request<Full<Bytes>>, settings: &ProxySettings, remaining: Duration) -> Attempt {
+    let timeout = settings.attempt_timeout.min(remaining);
+    match tokio::time::timeout(timeout, upstream::send(&pick.target, request, settings.connect_timeout)).await {
+        Ok(Ok(response)) => Attempt::Answered(response),
+        Ok(Err(error)) => Attempt::Failed {
+            connect: matches!(error, SendError::Connect(_)),
+            timed_out: false,
+            reason: error.to_string(),
+        },
         Err(_) => Attempt::Failed {
             connect: false,
             timed_out: true,
             reason: format!("no response within {}", humantime::format_duration(timeout)),
         },
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
