@@ -1,11 +1,12 @@
 //! `opsdeck router`: the data plane. A reverse proxy in front of the registered instances that
 //! routes by Host and path prefix, shares requests between versions by the traffic policy
 //! (sticky by header or cookie), balances round robin over healthy instances with a passive
-//! breaker each, retries safely, and reports every request (InfluxDB `router_requests`,
+//! breaker each, retries safely, and reports every request (InfluxDB `router_requests` per second,
 //! `/metrics`, access logs). Its table follows PostgreSQL through [`crate::traffic::watch`] and
 //! outlives PostgreSQL outages. [`RouterApp::build`] binds both listeners so tests run it on port 0.
 
 mod admin;
+mod aggregate;
 mod headers;
 pub mod pool;
 mod proxy;
@@ -39,6 +40,10 @@ const POINT_BUFFER: usize = 100_000;
 /// How long the point writer lets a short batch fill before sending it: one InfluxDB write per
 /// request burst instead of one per handful of requests (each costs the router CPU).
 const POINT_LINGER: Duration = Duration::from_millis(100);
+
+/// The interval request metrics are summed over: one `router_requests` point per instance and
+/// status class each (see `aggregate.rs`).
+const POINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A bound, not yet serving router.
 pub struct RouterApp {
@@ -147,6 +152,20 @@ impl RouterApp {
             POINT_LINGER,
             flush.clone(),
         ));
+        let windows = tokio::spawn({
+            let (report, stop) = (self.proxy.report.clone(), stop.clone());
+            async move {
+                let mut every = tokio::time::interval(POINT_INTERVAL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => report.flush(),
+                        () = stop.cancelled() => break,
+                    }
+                }
+            }
+        });
         let logs = self.access_log.clone().map(|outbox| {
             let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
             tokio::spawn(outbox.run(http, stop.clone().cancelled_owned(), Duration::from_secs(3)))
@@ -167,6 +186,9 @@ impl RouterApp {
         serve::serve(self.listener, self.proxy.clone(), signal).await;
         let _ = admin_server.await;
         let _ = watcher.await;
+        let _ = windows.await;
+        // The requests since the last interval, then everything still buffered.
+        self.proxy.report.flush();
         flush.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
         if let Some(logs) = logs {

@@ -33,7 +33,7 @@ pub struct Target {
     pub authority: String,
     breaker: Mutex<CircuitBreaker>,
     /// Its request points' tag text and counters, filled by the reporter on first use.
-    pub report: OnceLock<TargetReport>,
+    pub report: OnceLock<Arc<TargetReport>>,
     /// Its idle keep-alive connections (they go when the instance leaves the table).
     pub connections: Connections,
 }

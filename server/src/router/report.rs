@@ -1,14 +1,16 @@
-//! What the router says about the requests it forwards: a `router_requests` point per request to
-//! InfluxDB (same tags and fields as the services' `http_requests`, plus `attempts`), counters at
-//! `/metrics`, and optionally an access-log line to opsdeck's `POST /api/v1/logs`.
+//! What the router says about the requests it forwards: a `router_requests` point per instance
+//! and status class each interval to InfluxDB (requests, attempts, latency sum/max/p50/p99; see
+//! [`super::aggregate`] for why not one per request), counters at `/metrics`, and optionally an
+//! access-log line per request to opsdeck's `POST /api/v1/logs`.
 //!
-//! Nothing here waits on the request path: points go into the bounded [`Buffer`] that
-//! `opsdeck serve` also uses (a full buffer drops the point and counts it) and log lines into the
+//! Nothing here waits on the request path: a request is added to its instance's window under a
+//! short lock; [`Reporter::flush`] turns the windows into lines for the bounded [`Buffer`] that
+//! `opsdeck serve` also uses (a full buffer drops points and counts them); log lines go into the
 //! demo services' [`Outbox`] (drops the oldest when full).
 
 use std::{
     fmt::Write as _,
-    sync::{Arc, OnceLock},
+    sync::{Arc, Mutex, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -20,6 +22,7 @@ use prometheus_client::{
 };
 use serde_json::json;
 
+use super::aggregate::{CLASSES, ClassWindow, Windows, slot};
 use crate::{
     demo::{outbox::Outbox, telemetry::status_class},
     influx::escape_into,
@@ -68,6 +71,9 @@ pub struct Reporter {
     points_dropped: Counter,
     points: Option<Arc<Buffer>>,
     access_log: Option<Arc<Outbox>>,
+    /// Every instance's report, for [`Reporter::flush`] (dropped once its instance is gone
+    /// and its last window written).
+    reports: Mutex<Vec<Arc<TargetReport>>>,
 }
 
 impl Reporter {
@@ -110,6 +116,39 @@ impl Reporter {
             points_dropped,
             points,
             access_log,
+            reports: Mutex::default(),
+        }
+    }
+
+    /// The report kept with `target`, made (and registered for flushing) on its first request.
+    fn report_of<'t>(&self, service: &str, target: &'t Target) -> &'t Arc<TargetReport> {
+        target.report.get_or_init(|| {
+            let report = Arc::new(TargetReport::new(service, &target.upstream));
+            self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(report.clone());
+            report
+        })
+    }
+
+    /// Writes every instance's window since the last flush as `router_requests` points (one per
+    /// status class seen) into the buffer, and forgets instances that left the table.
+    pub fn flush(&self) {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let reports: Vec<Arc<TargetReport>> = {
+            let mut reports = self.reports.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let all = reports.clone();
+            // Held only here and in the list: its instance left the table. This flush is its last.
+            reports.retain(|report| Arc::strong_count(report) > 2);
+            all
+        };
+        let mut lines = Vec::new();
+        for report in &reports {
+            lines.extend(report.take_lines(nanos));
+        }
+        if let (Some(buffer), false) = (&self.points, lines.is_empty()) {
+            let count = lines.len() as u64;
+            if buffer.push_all(lines).is_err() {
+                self.points_dropped.inc_by(count);
+            }
         }
     }
 
@@ -141,25 +180,15 @@ impl Reporter {
         let class = status_class(request.status);
         match request.upstream {
             // The instance's counters are resolved once (per status class) and kept with it.
-            Some(target) => target
-                .report
-                .get_or_init(|| TargetReport::new(request.service, &target.upstream))
-                .counter(class, || self.requests_counter(request.service, version, class))
-                .inc(),
-            None => self.requests_counter(request.service, version, class).inc(),
-        };
-        if let (Some(buffer), Some(target)) = (&self.points, request.upstream) {
-            let cached = target.report.get_or_init(|| TargetReport::new(request.service, &target.upstream));
-            match cached.line(request) {
-                Some(line) => {
-                    if buffer.push_all(vec![line]).is_err() {
-                        self.points_dropped.inc();
-                    }
+            Some(target) => {
+                let report = self.report_of(request.service, target);
+                report.counter(class, || self.requests_counter(request.service, version, class)).inc();
+                if self.points.is_some() {
+                    report.record(class, request.latency, request.attempts);
                 }
-                None => tracing::debug!(
-                    instance = %target.upstream.id,
-                    "a request point could not be encoded (a tag with a newline or a trailing backslash); left out"
-                ),
+            }
+            None => {
+                self.requests_counter(request.service, version, class).inc();
             }
         }
         if let Some(outbox) = &self.access_log {
@@ -178,12 +207,11 @@ impl Reporter {
     }
 }
 
-/// What every request to one instance reports alike, worked out on its first request and kept
-/// with the instance (across table reloads): the escaped tag text of its `router_requests` line
-/// and its request counters. Saves the per-request tag strings, sort and escaping.
+/// What one instance reports, kept with the instance (across table reloads): the escaped tag
+/// text of its `router_requests` lines, its request counters and the current window.
 #[derive(Debug, Default)]
 pub struct TargetReport {
-    /// `router_requests,cluster=…,instance=…` — tags sort by key, `method` comes next.
+    /// `router_requests,cluster=…,instance=…` — tags sort by key.
     head: String,
     /// `,node=…,service=…` — then `status_class`.
     middle: String,
@@ -193,6 +221,8 @@ pub struct TargetReport {
     unencodable: bool,
     /// By status class: 2xx, 3xx, 4xx, 5xx.
     counters: [OnceLock<Counter>; 4],
+    /// Requests since the last flush.
+    window: Mutex<Windows>,
 }
 
 const TAG_SPECIALS: &[char] = &[',', '=', ' '];
@@ -221,7 +251,7 @@ impl TargetReport {
         let unencodable = [upstream.cluster.as_str(), &instance, &upstream.node, service, &upstream.version]
             .iter()
             .any(|value| value.contains(['\n', '\r']) || value.ends_with('\\'));
-        Self { head, middle, tail, unencodable, counters: Default::default() }
+        Self { head, middle, tail, unencodable, counters: Default::default(), window: Mutex::default() }
     }
 
     fn counter(&self, class: &str, resolve: impl FnOnce() -> Counter) -> &Counter {
@@ -234,30 +264,46 @@ impl TargetReport {
         self.counters[slot].get_or_init(resolve)
     }
 
-    /// The request's line, newline included — the same text `influx::Point` encodes (tags sorted
-    /// by key, fields `latency_ms`, `status`, `attempts`, nanosecond timestamp).
-    fn line(&self, request: &Forwarded<'_>) -> Option<String> {
+    fn record(&self, class: &str, latency: Duration, attempts: u32) {
+        let mut windows = self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        windows.0[slot(class)].record(latency, attempts);
+    }
+
+    /// The window's lines (newline included; tags sorted by key as `influx::Point` does; fields
+    /// `requests`, `attempts`, `latency_ms_sum`, `latency_ms_max`, `latency_ms_p50`,
+    /// `latency_ms_p99`), and a fresh window.
+    fn take_lines(&self, nanos: u128) -> Vec<String> {
+        let windows = std::mem::take(&mut *self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if self.unencodable {
-            return None;
+            return Vec::new();
         }
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let mut line = String::with_capacity(self.head.len() + self.middle.len() + self.tail.len() + 96);
+        windows
+            .0
+            .iter()
+            .zip(CLASSES)
+            .filter(|(window, _)| window.requests > 0)
+            .map(|(window, class)| self.line(class, window, nanos))
+            .collect()
+    }
+
+    fn line(&self, class: &str, w: &ClassWindow, nanos: u128) -> String {
+        let mut line = String::with_capacity(self.head.len() + self.middle.len() + self.tail.len() + 160);
         line.push_str(&self.head);
-        if !request.method.is_empty() {
-            line.push_str(",method=");
-            escape_into(&mut line, request.method, TAG_SPECIALS);
-        }
         line.push_str(&self.middle);
         line.push_str(",status_class=");
-        line.push_str(status_class(request.status));
+        line.push_str(class);
         line.push_str(&self.tail);
-        let latency_ms = request.latency.as_micros() as f64 / 1000.0;
         let _ = writeln!(
             line,
-            " latency_ms={latency_ms},status={}i,attempts={}i {nanos}",
-            request.status, request.attempts
+            " requests={}i,attempts={}i,latency_ms_sum={},latency_ms_max={},latency_ms_p50={},latency_ms_p99={} {nanos}",
+            w.requests,
+            w.attempts,
+            w.latency_us_sum as f64 / 1000.0,
+            w.latency_us_max as f64 / 1000.0,
+            w.quantile_ms(0.5),
+            w.quantile_ms(0.99),
         );
-        Some(line)
+        line
     }
 }
 
@@ -295,63 +341,54 @@ mod tests {
     use super::*;
     use crate::influx::Point;
 
-    fn forwarded<'a>(upstream: Option<&'a Target>, method: &'a str) -> Forwarded<'a> {
-        Forwarded {
-            service: "web shop",
-            upstream,
-            method,
-            path: "/",
-            status: 503,
-            latency: Duration::from_micros(12_345),
-            attempts: 2,
-            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
-        }
-    }
-
-    #[test]
-    fn the_cached_line_is_the_text_influx_point_encodes() {
-        let upstream = Upstream {
+    fn upstream(cluster: &str) -> Upstream {
+        Upstream {
             id: Uuid::from_u128(7),
             version: "v2=canary".to_owned(),
-            cluster: "east,1".to_owned(),
+            cluster: cluster.to_owned(),
             node: String::new(),
             host: "127.0.0.1".to_owned(),
             port: 8080,
             health: InstanceHealth::Healthy,
-        };
+        }
+    }
+
+    #[test]
+    fn a_window_becomes_one_line_per_status_class_seen_in_the_text_influx_point_encodes() {
+        let upstream = upstream("east,1");
         let report = TargetReport::new("web shop", &upstream);
-        let request = forwarded(None, "GET");
-        let line = report.line(&request).expect("an encodable line");
-        let (text, nanos) = line.trim_end().rsplit_once(' ').expect("a timestamp");
+        report.record("5xx", Duration::from_micros(12_345), 2);
+        report.record("5xx", Duration::from_micros(12_345), 2);
+        report.record("2xx", Duration::from_micros(800), 1);
+
+        let lines = report.take_lines(1_700_000_000_000_000_000);
+
+        assert_eq!(lines.len(), 2, "{lines:?}");
         let expected = Point::new(ROUTER_REQUESTS)
             .tag("instance", upstream.id.to_string())
             .tag("service", "web shop")
             .tag("version", "v2=canary")
             .tag("cluster", "east,1")
             .tag("node", "")
-            .tag("method", "GET")
             .tag("status_class", "5xx")
-            .field("latency_ms", 12.345)
-            .field("status", 503_i64)
-            .field("attempts", 2_i64)
-            .timestamp_ns(nanos.parse().expect("nanoseconds"))
+            .field("requests", 2_i64)
+            .field("attempts", 4_i64)
+            .field("latency_ms_sum", 24.69)
+            .field("latency_ms_max", 12.345)
+            .field("latency_ms_p50", 12.345)
+            .field("latency_ms_p99", 12.345)
+            .timestamp_ns(1_700_000_000_000_000_000)
             .to_line()
             .expect("a valid point");
-        assert_eq!(format!("{text} {nanos}"), expected);
-        assert!(line.ends_with('\n'));
+        assert_eq!(lines[1], format!("{expected}\n"));
+        assert!(lines[0].contains("status_class=2xx,") && lines[0].contains(" requests=1i,"), "{}", lines[0]);
+        assert!(report.take_lines(1).is_empty(), "the window starts afresh after a flush");
     }
 
     #[test]
     fn an_instance_with_a_newline_in_a_tag_gets_no_points() {
-        let upstream = Upstream {
-            id: Uuid::from_u128(8),
-            version: "v1".to_owned(),
-            cluster: "east\nwest".to_owned(),
-            node: "n1".to_owned(),
-            host: "127.0.0.1".to_owned(),
-            port: 8080,
-            health: InstanceHealth::Healthy,
-        };
-        assert_eq!(TargetReport::new("web", &upstream).line(&forwarded(None, "GET")), None);
+        let report = TargetReport::new("web", &upstream("east\nwest"));
+        report.record("2xx", Duration::from_millis(1), 1);
+        assert_eq!(report.take_lines(1), Vec::<String>::new());
     }
 }

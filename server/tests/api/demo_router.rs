@@ -19,7 +19,7 @@ async fn routed_by_version(influx: &url::Url, database: &str) -> Option<HashMap<
     let mut url = influx.join("/query").ok()?;
     url.query_pairs_mut()
         .append_pair("db", database)
-        .append_pair("q", "SELECT count(latency_ms) FROM router_requests WHERE service = 'web' GROUP BY version");
+        .append_pair("q", "SELECT sum(requests) FROM router_requests WHERE service = 'web' GROUP BY version");
     let answer: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
     let series = answer["results"][0]["series"].as_array().cloned().unwrap_or_default();
     Some(

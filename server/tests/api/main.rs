@@ -30,5 +30,6 @@ mod releases_schema;
 mod router;
 mod router_load;
 mod router_outage;
+mod router_points;
 mod tail;
 mod topology;

@@ -65,7 +65,8 @@ impl Drop for RouterHandle {
 }
 
 /// A real HTTP server standing in for one instance of a version: answers every path with what
-/// it received (version, path, query, the headers the router sets) as JSON.
+/// it received (version, path, query, the headers the router sets) as JSON, with the status a
+/// `status=NNN` query asks for (200 otherwise).
 pub(crate) struct Echo {
     pub(crate) port: u16,
     task: tokio::task::JoinHandle<()>,
@@ -80,7 +81,13 @@ impl Echo {
             let version = version.clone();
             async move {
                 let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-                axum::Json(json!({
+                let status = request
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("status="))
+                    .and_then(|code| axum::http::StatusCode::from_bytes(code.as_bytes()).ok())
+                    .unwrap_or(axum::http::StatusCode::OK);
+                let body = axum::Json(json!({
                     "version": version,
                     "port": port,
                     "path": request.uri().path(),
@@ -92,7 +99,8 @@ impl Echo {
                     "host": header("host"),
                     "proxy_authorization": header("proxy-authorization"),
                     "x_drop_me": header("x-drop-me"),
-                }))
+                }));
+                (status, body)
             }
         });
         let task = tokio::spawn(async move {
