@@ -4,14 +4,41 @@
 //! second a point per request cost the router more CPU than the proxying itself and loaded
 //! InfluxDB; Envoy and linkerd report the same way (counters and histograms per interval).
 //!
-//! The histogram is written here, not taken from a crate: it is a fixed array of quarter-octave
-//! buckets (≤ 12.5 % error, no allocation on the request path), which is all a p99 on a
-//! dashboard needs; `hdrhistogram` would add a dependency for precision nobody reads.
+//! Two histograms, written here rather than taken from a crate (fixed arrays, no allocation on
+//! the request path; `hdrhistogram` would add a dependency for precision nobody reads): fine
+//! quarter-octave buckets (≤ 12.5 % error) give the window's own p50/p99, and fixed cumulative
+//! buckets ([`BOUNDS_MS`], Prometheus' `le` semantics) are written as fields, so a quantile over
+//! several instances or routers is computed from summed buckets — quantiles can't be averaged.
 
 use std::time::Duration;
 
 /// Latencies up to 15 µs exactly, then four buckets per doubling up to 2^36 µs (~19 h).
 const BUCKETS: usize = 16 + 33 * 4;
+
+/// The upper bounds (ms) of the written buckets; each field `le_<bound>ms` counts the requests
+/// that took at most that long (`requests` is the +Inf bucket).
+pub const BOUNDS_MS: [f64; 13] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0];
+
+/// The field names of [`BOUNDS_MS`], in order.
+pub const BOUND_FIELDS: [&str; 13] = [
+    "le_0_5ms",
+    "le_1ms",
+    "le_2_5ms",
+    "le_5ms",
+    "le_10ms",
+    "le_25ms",
+    "le_50ms",
+    "le_100ms",
+    "le_250ms",
+    "le_500ms",
+    "le_1000ms",
+    "le_2500ms",
+    "le_10000ms",
+];
+
+/// [`BOUNDS_MS`] in µs, for the request path.
+const BOUNDS_US: [u64; 13] =
+    [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
 
 /// One status class of one instance over one interval.
 #[derive(Debug, Clone)]
@@ -21,11 +48,13 @@ pub struct ClassWindow {
     pub latency_us_sum: u64,
     pub latency_us_max: u64,
     buckets: [u32; BUCKETS],
+    /// Requests within each of [`BOUNDS_MS`] (not cumulative here; see [`ClassWindow::at_most`]).
+    written: [u64; 13],
 }
 
 impl Default for ClassWindow {
     fn default() -> Self {
-        Self { requests: 0, attempts: 0, latency_us_sum: 0, latency_us_max: 0, buckets: [0; BUCKETS] }
+        Self { requests: 0, attempts: 0, latency_us_sum: 0, latency_us_max: 0, buckets: [0; BUCKETS], written: [0; 13] }
     }
 }
 
@@ -58,6 +87,18 @@ impl ClassWindow {
         self.latency_us_sum = self.latency_us_sum.saturating_add(us);
         self.latency_us_max = self.latency_us_max.max(us);
         self.buckets[bucket(us)] += 1;
+        if let Some(first) = BOUNDS_US.iter().position(|bound| us <= *bound) {
+            self.written[first] += 1;
+        }
+    }
+
+    /// Cumulative counts: requests that took at most each of [`BOUNDS_MS`].
+    pub fn at_most(&self) -> [u64; 13] {
+        let mut total = 0;
+        self.written.map(|n| {
+            total += n;
+            total
+        })
     }
 
     /// The latency at quantile `q` (0–1) in ms, within the bucket's precision; never more than
@@ -129,5 +170,12 @@ mod tests {
         assert!((87.0..=113.0).contains(&p99), "p99 {p99}");
         assert_eq!(window.quantile_ms(1.0), 900.0, "the top is the largest seen");
         assert_eq!(ClassWindow::default().quantile_ms(0.99), 0.0);
+        // 1–100 ms and 900 ms: 1 within 1 ms, 2 within 2.5, 5 within 5 … 100 within 100 and
+        // 250 and 500, all 101 within 1 s.
+        assert_eq!(window.at_most(), [0, 1, 2, 5, 10, 25, 50, 100, 100, 100, 101, 101, 101]);
+        assert_eq!(BOUND_FIELDS.len(), BOUNDS_MS.len());
+        for (field, bound) in BOUND_FIELDS.iter().zip(BOUNDS_MS) {
+            assert_eq!(*field, format!("le_{}ms", bound.to_string().replace('.', "_")), "{field} names {bound} ms");
+        }
     }
 }

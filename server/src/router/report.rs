@@ -22,7 +22,7 @@ use prometheus_client::{
 };
 use serde_json::json;
 
-use super::aggregate::{CLASSES, ClassWindow, Windows, slot};
+use super::aggregate::{BOUND_FIELDS, CLASSES, ClassWindow, Windows, slot};
 use crate::{
     demo::{outbox::Outbox, telemetry::status_class},
     influx::escape_into,
@@ -271,7 +271,7 @@ impl TargetReport {
 
     /// The window's lines (newline included; tags sorted by key as `influx::Point` does; fields
     /// `requests`, `attempts`, `latency_ms_sum`, `latency_ms_max`, `latency_ms_p50`,
-    /// `latency_ms_p99`), and a fresh window.
+    /// `latency_ms_p99` and the cumulative buckets `le_0_5ms` … `le_10000ms`), and a fresh window.
     fn take_lines(&self, nanos: u128) -> Vec<String> {
         let windows = std::mem::take(&mut *self.window.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         if self.unencodable {
@@ -287,15 +287,15 @@ impl TargetReport {
     }
 
     fn line(&self, class: &str, w: &ClassWindow, nanos: u128) -> String {
-        let mut line = String::with_capacity(self.head.len() + self.middle.len() + self.tail.len() + 160);
+        let mut line = String::with_capacity(self.head.len() + self.middle.len() + self.tail.len() + 400);
         line.push_str(&self.head);
         line.push_str(&self.middle);
         line.push_str(",status_class=");
         line.push_str(class);
         line.push_str(&self.tail);
-        let _ = writeln!(
+        let _ = write!(
             line,
-            " requests={}i,attempts={}i,latency_ms_sum={},latency_ms_max={},latency_ms_p50={},latency_ms_p99={} {nanos}",
+            " requests={}i,attempts={}i,latency_ms_sum={},latency_ms_max={},latency_ms_p50={},latency_ms_p99={}",
             w.requests,
             w.attempts,
             w.latency_us_sum as f64 / 1000.0,
@@ -303,6 +303,10 @@ impl TargetReport {
             w.quantile_ms(0.5),
             w.quantile_ms(0.99),
         );
+        for (field, count) in BOUND_FIELDS.iter().zip(w.at_most()) {
+            let _ = write!(line, ",{field}={count}i");
+        }
+        let _ = writeln!(line, " {nanos}");
         line
     }
 }
@@ -376,7 +380,11 @@ mod tests {
             .field("latency_ms_sum", 24.69)
             .field("latency_ms_max", 12.345)
             .field("latency_ms_p50", 12.345)
-            .field("latency_ms_p99", 12.345)
+            .field("latency_ms_p99", 12.345);
+        let expected = BOUND_FIELDS
+            .iter()
+            .zip([0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2])
+            .fold(expected, |point, (field, count)| point.field(*field, count as i64))
             .timestamp_ns(1_700_000_000_000_000_000)
             .to_line()
             .expect("a valid point");
