@@ -37,8 +37,15 @@ pub const BOUND_FIELDS: [&str; 13] = [
 ];
 
 /// [`BOUNDS_MS`] in µs, for the request path.
-const BOUNDS_US: [u64; 13] =
-    [500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+const BOUNDS_US: [u64; 13] = {
+    let mut us = [0; 13];
+    let mut i = 0;
+    while i < us.len() {
+        us[i] = (BOUNDS_MS[i] * 1000.0) as u64;
+        i += 1;
+    }
+    us
+};
 
 /// One status class of one instance over one interval.
 #[derive(Debug, Clone)]
