@@ -33,6 +33,9 @@ pub struct RouterAddresses {
 /// its metrics), killed if the demo drops it without stopping it.
 pub struct DemoRouter {
     child: Child,
+    /// Held open while the demo runs: the router stops when it closes (the demo ended, even by
+    /// SIGKILL), so it never outlives the demo.
+    _stdin: Option<tokio::process::ChildStdin>,
     pub addresses: RouterAddresses,
 }
 
@@ -53,6 +56,7 @@ impl DemoRouter {
         command
             .args(log_format.iter().flat_map(|format| ["--log-format", format.as_str()]))
             .arg("router")
+            .arg("--stop-when-stdin-closes")
             .args(["--listen", &addresses.listen.to_string(), "--admin-listen", &addresses.admin.to_string()])
             .args(["--opsdeck-url", opsdeck_url])
             .env("OPSDECK_INGEST_TOKEN", ingest_token)
@@ -73,14 +77,14 @@ impl DemoRouter {
                 None => command.env_remove(variable),
             };
         }
-        let child = command
-            .stdin(Stdio::null())
+        let mut child = command
+            .stdin(Stdio::piped())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start the demo's router ({} router)", exe.display()))?;
-        Ok(Self { child, addresses })
+        Ok(Self { _stdin: child.stdin.take(), child, addresses })
     }
 
     /// Completes when the router's `/readyz` answers 200 (its table is loaded), or after a

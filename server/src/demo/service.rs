@@ -396,13 +396,13 @@ pub(crate) async fn stop_requested(watch_stdin: bool) {
     let stdin_closed = async {
         if watch_stdin {
             stdin_closed().await;
-            tracing::info!("standard input closed (the supervisor stopped or is gone); deregistering");
+            tracing::info!("standard input closed (the supervisor stopped or is gone); stopping");
         } else {
             std::future::pending::<()>().await;
         }
     };
     tokio::select! {
-        () = crate::startup::shutdown_signal() => tracing::info!("stop signal received; deregistering"),
+        () = crate::startup::shutdown_signal() => tracing::info!("stop signal received; stopping"),
         () = stdin_closed => {}
     }
 }

@@ -200,7 +200,8 @@ impl RouterApp {
 
 /// `opsdeck router`: build, announce, serve until SIGTERM or Ctrl-C.
 pub async fn run(settings: RouterSettings) -> anyhow::Result<()> {
+    let watch_stdin = settings.stop_when_stdin_closes;
     let app = RouterApp::build(settings).await?;
     tracing::info!(listen = %app.local_addr(), admin = %app.admin_addr(), "opsdeck router is serving");
-    app.run_until_stopped(crate::startup::shutdown_signal()).await
+    app.run_until_stopped(crate::demo::service::stop_requested(watch_stdin)).await
 }

@@ -120,6 +120,18 @@ impl ServicePool {
             .map(|target| Pick { target, fell_back: true })
     }
 
+    /// Whether `target`'s version has another instance whose breaker is not open: only then
+    /// may an HTTP 5xx answer open `target`'s breaker. Ejecting a version's last instance for
+    /// its answers would quietly move its share to the other versions — a faulty canary would
+    /// get no traffic, so canary analysis would see no data and hold instead of rolling it
+    /// back (Envoy's outlier detection caps ejection for the same reason). Connect failures and
+    /// timeouts still open it: an instance that doesn't answer can't serve its share anyway.
+    pub fn has_other_admitted(&self, target: &Target) -> bool {
+        self.versions.get(&target.upstream.version).is_some_and(|pool| {
+            pool.targets.iter().any(|other| other.upstream.id != target.upstream.id && other.breaker_state() != "open")
+        })
+    }
+
     /// "v1: 0 of 2 healthy, v2: 1 of 1 healthy (breaker open)" — for a 503's detail.
     pub fn describe(&self) -> String {
         let mut by_version: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();

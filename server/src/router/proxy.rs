@@ -113,14 +113,17 @@ pub async fn forward(proxy: &Proxy, client: &Client, request: Request<Incoming>)
         let request =
             headers::build_request(method, &target_path, outgoing.headers(&pick.target.authority), body.clone());
         let attempt = send(&pick, request, &proxy.settings, remaining).await;
-        let (success, retry) = match &attempt {
+        let (success, retry, answered) = match &attempt {
             Attempt::Answered(response) => {
                 let status = response.status().as_u16();
-                (status < 500, idempotent(method) && matches!(status, 502..=504))
+                (status < 500, idempotent(method) && matches!(status, 502..=504), true)
             }
-            Attempt::Failed { connect, .. } => (false, *connect || idempotent(method)),
+            Attempt::Failed { connect, .. } => (false, *connect || idempotent(method), false),
         };
-        if pick.target.record(success) {
+        // A 5xx answer counts against the breaker unless it is its version's last instance in
+        // rotation (see `ServicePool::has_other_admitted`).
+        let counted = success || !answered || service.has_other_admitted(&pick.target);
+        if counted && pick.target.record(success) {
             proxy.report.breaker_opened(name, &pick.target.upstream);
         }
         last = Some((pick, attempt));

@@ -91,6 +91,11 @@ pub struct RouterSettings {
     /// A full reload of the routing table this often, besides the pushed changes.
     #[arg(long = "full-reload-every", env = "OPSDECK_ROUTER_FULL_RELOAD_EVERY", default_value = "10s", value_parser = humantime::parse_duration)]
     pub full_reload_every: Duration,
+
+    /// Stop (gracefully) when standard input closes too: a supervisor holds the other end, so
+    /// the router can't outlive it even if it is SIGKILLed (`opsdeck demo` uses this).
+    #[arg(long = "stop-when-stdin-closes", action = clap::ArgAction::SetTrue)]
+    pub stop_when_stdin_closes: bool,
 }
 
 impl RouterSettings {
@@ -130,6 +135,7 @@ impl RouterSettings {
             breaker_failures: 3,
             breaker_open_for: Duration::from_secs(5),
             full_reload_every: Duration::from_secs(10),
+            stop_when_stdin_closes: false,
         }
     }
 }

@@ -199,3 +199,21 @@ async fn a_canary_of_the_demos_faulty_v2_fails_analysis_and_rolls_back_by_itself
 
     demo.stop().await;
 }
+
+#[tokio::test]
+async fn the_demos_router_stops_when_the_demo_is_killed_instead_of_outliving_it() {
+    let (demo, _) = Demo::start().await;
+    let healthz = format!("{}/healthz", demo.router_admin);
+    wait_until("the demo's router to answer", PATIENCE, || async {
+        reqwest::get(&healthz).await.ok()?.status().is_success().then_some(())
+    })
+    .await;
+
+    let killed = std::process::Command::new("kill").args(["-KILL", &demo.process.pid().to_string()]).status();
+    assert!(killed.expect("kill runs").success());
+
+    wait_until("the demo's router to stop with the demo", PATIENCE, || async {
+        reqwest::get(&healthz).await.is_err().then_some(())
+    })
+    .await;
+}

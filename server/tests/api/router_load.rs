@@ -107,10 +107,18 @@ async fn killing_an_instance_under_steady_get_load_fails_no_request_opens_its_br
         (count == 3).then_some(())
     })
     .await;
-    sqlx::query("UPDATE services SET check_interval_ms = 500, check_timeout_ms = 1000, fall = 2, rise = 1")
-        .execute(&stage.app.db)
+    // Through the API, so the checker hears of it (an event) and uses the quick checks at once.
+    let operator = stage.app.token("ops", &[app::model::identity::Scope::Operate]).await;
+    let quick = serde_json::json!({"check_interval_ms": 500, "check_timeout_ms": 400, "fall": 2, "rise": 1});
+    let tuned = stage
+        .http
+        .patch(stage.app.url("/api/v1/services/web"))
+        .bearer_auth(&operator)
+        .json(&quick)
+        .send()
         .await
-        .expect("quick checks");
+        .expect("the app answers");
+    assert_eq!(tuned.status(), 200, "quick checks set");
     stage.wait_in_rotation("web", 3).await;
     let load = Load::start(&stage, "web", 6);
     wait_until("requests to flow", PATIENCE, || async { (stage.get("web", "/").await.status() == 200).then_some(()) })
