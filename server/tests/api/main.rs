@@ -29,6 +29,7 @@ mod releases_rolling;
 mod releases_schema;
 mod router;
 mod router_breaker;
+mod router_client;
 mod router_load;
 mod router_outage;
 mod router_points;
