@@ -99,6 +99,22 @@ pub fn describe_weights(weights: &[VersionWeight]) -> String {
 }
 
 /// A share 0–1 as "2.4 %", or "—" when unknown (no requests is not zero errors).
+/// A verdict's numbers in one line: "5xx canary 48.2 % vs stable 0.1 % (max 5.0 %) · p99 canary
+/// 120 ms vs stable 80 ms (max ×1.50) · n = 310 (stable 2900)" — the release views and the CLI.
+pub fn verdict_numbers(v: &crate::model::releases::Verdict) -> String {
+    format!(
+        "5xx canary {} vs stable {} (max {}) · p99 canary {} vs stable {} (max ×{:.2}) · n = {} (stable {})",
+        percent_text(v.canary_error_rate),
+        percent_text(v.stable_error_rate),
+        percent_text(Some(v.max_error_rate)),
+        ms_text(v.canary_p99_ms),
+        ms_text(v.stable_p99_ms),
+        v.max_p99_ratio,
+        v.canary_samples,
+        v.stable_samples,
+    )
+}
+
 pub fn percent_text(share: Option<f64>) -> String {
     share.map_or_else(|| "—".to_owned(), |s| format!("{:.1} %", s * 100.0))
 }

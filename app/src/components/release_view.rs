@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use leptos::prelude::*;
 
 use crate::components::live::use_clock;
-use crate::components::release_actions::{
-    countdown_text, describe_weights, ms_text, percent_text, state_mark, verdict_mark,
-};
+use crate::components::release_actions::{countdown_text, describe_weights, state_mark, verdict_mark, verdict_numbers};
 use crate::components::status::Status;
 use crate::components::status::StatusMark;
 use crate::components::timestamp::Timestamp;
@@ -92,17 +90,7 @@ pub fn VerdictLine(verdict: Option<Verdict>) -> impl IntoView {
         <span class="release-verdict">
             <StatusMark status label=word />
             <span class="release-verdict-numbers">
-                {format!(
-                    " 5xx canary {} vs stable {} (max {}) · p99 canary {} vs stable {} (max ×{:.2}) · n = {} (stable {})",
-                    percent_text(v.canary_error_rate),
-                    percent_text(v.stable_error_rate),
-                    percent_text(Some(v.max_error_rate)),
-                    ms_text(v.canary_p99_ms),
-                    ms_text(v.stable_p99_ms),
-                    v.max_p99_ratio,
-                    v.canary_samples,
-                    v.stable_samples,
-                )}
+                {format!(" {}", verdict_numbers(&v))}
             </span>
             <span class="release-verdict-when">" · " <Timestamp at=v.at /></span>
         </span>

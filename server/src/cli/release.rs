@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use app::components::release_actions::{
-    countdown_text, describe_weights, ms_text, parse_action, percent_text, state_mark, strategy_label,
+    countdown_text, describe_weights, parse_action, state_mark, strategy_label, verdict_numbers,
 };
 use app::model::releases::{
     CanaryStep, Release, ReleaseActionRequest, ReleaseDetail, RollingConfig, StartRelease, Strategy, Verdict,
@@ -213,19 +213,7 @@ pub fn list_text(releases: &[Release]) -> String {
 }
 
 fn verdict_text(v: &Verdict) -> String {
-    format!(
-        "{:?} at {}: 5xx canary {} vs stable {} (max {}), p99 canary {} vs stable {} (max ×{:.2}), n = {} — {}",
-        v.outcome,
-        v.at.format("%H:%M:%S UTC"),
-        percent_text(v.canary_error_rate),
-        percent_text(v.stable_error_rate),
-        percent_text(Some(v.max_error_rate)),
-        ms_text(v.canary_p99_ms),
-        ms_text(v.stable_p99_ms),
-        v.max_p99_ratio,
-        v.canary_samples,
-        v.summary
-    )
+    format!("{:?} at {}: {} — {}", v.outcome, v.at.format("%H:%M:%S UTC"), verdict_numbers(v), v.summary)
 }
 
 pub fn release_text(r: &Release) -> String {
